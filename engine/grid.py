@@ -1,0 +1,33 @@
+"""The 2x2 grid: four images side by side at full size, and a tile back out of it. Pillow only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PIL import Image
+
+from engine.errors import InvalidFollowUp
+
+__all__ = ["compose_grid", "grid_tile"]
+
+
+def compose_grid(images: Sequence[Image.Image]) -> Image.Image:
+    """Four equally sized images as one 2x2 grid: 1 top left, 2 top right, 3 bottom left, 4 bottom right."""
+    if len(images) != 4:
+        raise ValueError(f"a grid needs 4 images (got {len(images)})")
+    width, height = images[0].size
+    if any(image.size != (width, height) for image in images):
+        raise ValueError(f"grid images must share one size (got {[image.size for image in images]})")
+    grid = Image.new("RGB", (2 * width, 2 * height))
+    for index, image in enumerate(images):
+        grid.paste(image.convert("RGB"), ((index % 2) * width, (index // 2) * height))
+    return grid
+
+
+def grid_tile(grid: Image.Image, tile: int) -> Image.Image:
+    """Tile ``tile`` (1-4) of a grid, at the full size it was rendered: a lossless crop, no GPU work."""
+    if tile not in (1, 2, 3, 4):
+        raise InvalidFollowUp(f"Tile must be 1, 2, 3 or 4 (got {tile})")
+    width, height = grid.width // 2, grid.height // 2
+    left, top = ((tile - 1) % 2) * width, ((tile - 1) // 2) * height
+    return grid.crop((left, top, left + width, top + height))

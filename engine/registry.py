@@ -1,0 +1,255 @@
+"""The model registry: named entries (``v6``, ``niji``, ``turbo`` ...) that say which diffusers model to load and how.
+
+Torch-free, so the bot can validate ``--v``/``--niji`` and show sizes without loading anything.
+
+Sources, first match wins:
+
+- ``DREAMLOOM_MODELS=/path/models.toml``: a file of entries (format below);
+- ``DREAMLOOM_MODEL=stabilityai/sd-turbo`` (a hub id or a local folder): one entry, alias ``default``, its
+  family guessed from the name unless ``DREAMLOOM_MODEL_FAMILY`` says it;
+- nothing: an empty registry; resolving a model then says how to configure one.
+
+``models.toml``::
+
+    default = "v6"                       # the server default; the first entry when omitted
+
+    [models.v6]
+    source = "stabilityai/stable-diffusion-xl-base-1.0"
+    family = "sdxl"                      # fills native_size, steps, guidance (see FAMILIES)
+    aliases = ["6"]                      # extra names for --v / --niji
+    scheduler = "euler"                  # default (the model's own), or one of SCHEDULERS
+    dtype = "auto"                       # auto (fp16/bf16 on CUDA, fp32 on CPU), fp16, bf16, fp32
+    compile = false                      # torch.compile the UNet/transformer and the VAE decoder
+    channels_last = false
+    vae_tiling = false                   # decode large images in tiles
+    preview_decoder = "madebyollin/taesdxl"   # optional tiny autoencoder for live previews
+    upscaler = "stabilityai/stable-diffusion-x4-upscaler"  # optional super-resolution pipeline
+    variation_strength = [0.35, 0.7]     # Vary (Subtle), Vary (Strong)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ConfigError, UnknownModel
+from engine.plan import ModelProfile
+
+__all__ = ["FAMILIES", "SCHEDULERS", "Family", "ModelEntry", "Registry"]
+
+
+@dataclass(frozen=True)
+class Family:
+    """Defaults shared by every model of one architecture."""
+
+    native_size: tuple[int, int]
+    steps: int
+    guidance: float
+    size_multiple: int = 64
+    preview_factors: str = "sd"  # which latent-to-RGB approximation previews use (engine.previews)
+
+
+FAMILIES: dict[str, Family] = {
+    "sd15": Family((512, 512), 30, 7.5),
+    "sd2-base": Family((512, 512), 30, 7.5),
+    "sd2": Family((768, 768), 30, 7.5),
+    "sd-turbo": Family((512, 512), 1, 0.0),
+    "sdxl": Family((1024, 1024), 30, 5.0, preview_factors="sdxl"),
+    "sdxl-turbo": Family((512, 512), 1, 0.0, preview_factors="sdxl"),
+    "sd3": Family((1024, 1024), 28, 7.0, size_multiple=16, preview_factors="sd3"),
+    "flux": Family((1024, 1024), 28, 3.5, size_multiple=16, preview_factors="flux"),
+}
+
+SCHEDULERS = ("default", "euler", "euler-a", "dpm++2m", "dpm++2m-karras", "ddim", "unipc")
+DTYPES = ("auto", "fp16", "bf16", "fp32")
+_ALIAS = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model the server offers."""
+
+    alias: str
+    source: str  # a hub id ("stabilityai/sd-turbo") or a local folder in the diffusers layout
+    family: str
+    native_size: tuple[int, int]
+    steps: int
+    guidance: float
+    size_multiple: int = 64
+    aliases: tuple[str, ...] = ()
+    revision: str | None = None
+    variant: str | None = None
+    scheduler: str = "default"
+    dtype: str = "auto"
+    compile: bool = False
+    channels_last: bool = False
+    vae_tiling: bool = False
+    preview_decoder: str | None = None
+    upscaler: str | None = None
+    safety_checker: bool = False
+    style_prompt: str | None = None
+    variation_strength: tuple[float, float] = (0.35, 0.7)
+    description: str = ""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.alias, *self.aliases)
+
+    @property
+    def profile(self) -> ModelProfile:
+        return ModelProfile(
+            native_size=self.native_size,
+            steps=self.steps,
+            guidance=self.guidance,
+            size_multiple=self.size_multiple,
+            style_prompt=self.style_prompt,
+        )
+
+    @property
+    def preview_factors(self) -> str:
+        return FAMILIES[self.family].preview_factors
+
+    @classmethod
+    def build(cls, alias: str, settings: Mapping[str, Any], where: str) -> ModelEntry:
+        """An entry from a TOML table or the environment; ``where`` names the place for error messages."""
+        known = {f.name for f in fields(cls)} - {"alias"}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown setting {', '.join(unknown)}; known settings are {', '.join(sorted(known))}"
+            )
+        if not _ALIAS.fullmatch(alias):
+            raise ConfigError(f"{where}: alias '{alias}' must be 1-32 lower-case letters, digits, '.', '_' or '-'")
+        if "source" not in settings:
+            raise ConfigError(
+                f"{where}: 'source' is required (a hub id such as stabilityai/sd-turbo, or a local folder)"
+            )
+        family_name = settings.get("family", "sd15")
+        if family_name not in FAMILIES:
+            raise ConfigError(f"{where}: family '{family_name}' is not one of {', '.join(FAMILIES)}")
+        family = FAMILIES[family_name]
+        values: dict[str, Any] = {
+            "native_size": family.native_size,
+            "steps": family.steps,
+            "guidance": family.guidance,
+            "size_multiple": family.size_multiple,
+            **settings,
+            "family": family_name,
+        }
+        for name in ("native_size", "aliases", "variation_strength"):
+            if isinstance(values.get(name), list):
+                values[name] = tuple(values[name])
+        try:
+            entry = cls(alias=alias, **values)
+            entry._check(where)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+        return entry
+
+    def _check(self, where: str) -> None:
+        if self.scheduler not in SCHEDULERS:
+            raise ConfigError(f"{where}: scheduler '{self.scheduler}' is not one of {', '.join(SCHEDULERS)}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"{where}: dtype '{self.dtype}' is not one of {', '.join(DTYPES)}")
+        subtle, strong = self.variation_strength
+        if not 0 < subtle <= 1 or not 0 < strong <= 1:
+            raise ConfigError(f"{where}: variation_strength values must be in (0, 1] (got {self.variation_strength})")
+        for alias in self.aliases:
+            if not _ALIAS.fullmatch(alias):
+                raise ConfigError(f"{where}: alias '{alias}' must be 1-32 lower-case letters, digits, '.', '_' or '-'")
+        self.profile  # noqa: B018 - validates native size, steps and guidance
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The server's models by alias, and which one a request without --v/--niji gets."""
+
+    entries: tuple[ModelEntry, ...] = ()
+    default: str | None = None
+    _by_name: dict[str, ModelEntry] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_name: dict[str, ModelEntry] = {}
+        for entry in self.entries:
+            for name in entry.names:
+                if name in by_name:
+                    raise ConfigError(f"model alias '{name}' is used by both {by_name[name].alias} and {entry.alias}")
+                by_name[name] = entry
+        if self.default is not None and self.default not in by_name:
+            raise ConfigError(f"the default model '{self.default}' is not an entry; entries are {', '.join(by_name)}")
+        object.__setattr__(self, "_by_name", by_name)
+
+    @property
+    def aliases(self) -> list[str]:
+        return list(self._by_name)
+
+    def resolve(self, name: str | None) -> ModelEntry:
+        """The entry for a request's ``model`` (``"v6"``, ``"niji"``...), or the default for None."""
+        if name is None:
+            if not self.entries:
+                raise UnknownModel("default", [])
+            return self._by_name[self.default] if self.default else self.entries[0]
+        candidates = [name, name.removeprefix("v")] if name.startswith("v") else [name]
+        for candidate in candidates:
+            if candidate in self._by_name:
+                return self._by_name[candidate]
+        raise UnknownModel(name, self.aliases)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Registry:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read the model registry {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+        return cls.from_mapping(data, where=str(path))
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], where: str = "model registry") -> Registry:
+        unknown = sorted(set(data) - {"default", "models"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown top-level key {', '.join(unknown)}; expected 'default' and [models.*]")
+        models = data.get("models", {})
+        if not isinstance(models, Mapping) or not models:
+            raise ConfigError(f"{where}: no [models.<alias>] tables")
+        entries = []
+        for alias, settings in models.items():
+            if not isinstance(settings, Mapping):
+                raise ConfigError(f"{where}: models.{alias} must be a table")
+            entries.append(ModelEntry.build(alias, settings, f"{where}: [models.{alias}]"))
+        return cls(tuple(entries), data.get("default"))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Registry:
+        env = os.environ if environ is None else environ
+        if path := env.get("DREAMLOOM_MODELS"):
+            return cls.from_toml(path)
+        if source := env.get("DREAMLOOM_MODEL"):
+            family = env.get("DREAMLOOM_MODEL_FAMILY") or guess_family(source)
+            entry = ModelEntry.build("default", {"source": source, "family": family}, "DREAMLOOM_MODEL")
+            return cls((entry,), "default")
+        return cls()
+
+
+def guess_family(source: str) -> str:
+    """A family from a model's name, for the one-variable set-up: ``stabilityai/sdxl-turbo`` -> ``sdxl-turbo``."""
+    name = source.lower()
+    rules = [
+        ("flux", "flux"),
+        ("stable-diffusion-3", "sd3"),
+        ("sd3", "sd3"),
+        ("sdxl-turbo", "sdxl-turbo"),
+        ("sd-turbo", "sd-turbo"),
+        ("xl", "sdxl"),
+        ("2-1-base", "sd2-base"),
+        ("2-base", "sd2-base"),
+        ("stable-diffusion-2", "sd2"),
+    ]
+    return next((family for needle, family in rules if needle in name), "sd15")
