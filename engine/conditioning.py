@@ -1,0 +1,184 @@
+"""Text conditioning and starting noise for a ``GenerationPlan``: the README's mapping table, in tensors.
+
+For Stable Diffusion 1.x/2.x and SDXL the engine encodes prompts itself and hands the pipeline embeddings,
+which is what makes ``::`` weights, the ``--no`` push, ``--weird`` and ``--chaos`` exact:
+
+- ``::`` parts: one embedding per part, blended with the plan's weights (they sum to 1);
+- ``--no`` without guidance: ``(1 + w)·E(prompt) - w·E(no)``; with guidance it is the negative prompt;
+- ``--weird``: an offset along a direction drawn from the job's seed, ``weird_offset * |E|`` long;
+- ``--chaos``: per-image relative noise on the embedding, and starting noises that share part of their variance.
+
+Other pipelines (SD3, FLUX, anything diffusers' auto pipeline loads) get text prompts; ``TextConditioning``
+says which of these effects it had to approximate, and the engine puts that in the result's notes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+
+from engine.plan import GenerationPlan
+
+__all__ = ["Conditioning", "PromptEncoder", "TextConditioning", "encoder_for", "generators", "starting_noise"]
+
+# Salts give a job extra random streams, apart from its four image seeds.
+_WEIRD_SALT, _JITTER_SALT, _SHARED_SALT = 1, 2, 3
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """Pipeline keyword arguments: embeddings for each image and, when there is a --no prompt, its negatives."""
+
+    positive: dict[str, torch.Tensor]
+    negative: dict[str, torch.Tensor]
+
+    def kwargs(self) -> dict[str, torch.Tensor]:
+        return {**self.positive, **self.negative}
+
+
+@dataclass(frozen=True)
+class TextConditioning:
+    """For pipelines the engine cannot feed embeddings: plain text, and what that leaves out."""
+
+    prompt: list[str]
+    negative_prompt: list[str] | None
+    approximated: tuple[str, ...]
+
+    def kwargs(self) -> dict[str, list[str]]:
+        args = {"prompt": self.prompt}
+        if self.negative_prompt is not None:
+            args["negative_prompt"] = self.negative_prompt
+        return args
+
+
+class PromptEncoder:
+    """Encodes texts with a Stable Diffusion (1.x/2.x) pipeline's text encoder."""
+
+    # positive embedding argument -> the pipeline argument for its negative
+    negative_names: ClassVar[dict[str, str]] = {"prompt_embeds": "negative_prompt_embeds"}
+
+    def __init__(self, pipe: DiffusionPipeline) -> None:
+        self.pipe = pipe
+
+    def encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        embeds, _ = self.pipe.encode_prompt(texts, self.pipe.device, 1, False)
+        return {"prompt_embeds": embeds}
+
+    def condition(self, plan: GenerationPlan, batch: int) -> Conditioning:
+        """Per-image embeddings for ``plan``; everything is encoded in one text-encoder call."""
+        parts = plan.prompt_parts or ()
+        texts = [p.text for p in parts] or [""]
+        weights = [p.weight for p in parts] or [1.0]
+        extra = [t for t in (plan.push_away, plan.negative_prompt) if t]
+        encoded = self.encode(texts + extra)
+        positive: dict[str, torch.Tensor] = {}
+        negative: dict[str, torch.Tensor] = {}
+        n = len(texts)
+        for name, tensor in encoded.items():
+            weight = torch.tensor(weights, dtype=tensor.dtype, device=tensor.device).view(-1, *[1] * (tensor.dim() - 1))
+            blended = (tensor[:n] * weight).sum(dim=0, keepdim=True)
+            if plan.push_away:
+                blended = (1 + plan.push_weight) * blended - plan.push_weight * tensor[n : n + 1]
+            blended = _weird(blended, plan)
+            positive[name] = _jitter(blended, plan, batch)
+            if plan.negative_prompt:
+                negative[self.negative_names[name]] = tensor[-1:].expand(batch, *tensor.shape[1:]).contiguous()
+        return Conditioning(positive, negative)
+
+
+class XLPromptEncoder(PromptEncoder):
+    """Encodes texts with both of an SDXL pipeline's text encoders (embeddings and pooled embeddings)."""
+
+    negative_names: ClassVar[dict[str, str]] = {
+        "prompt_embeds": "negative_prompt_embeds",
+        "pooled_prompt_embeds": "negative_pooled_prompt_embeds",
+    }
+
+    def encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        embeds, _, pooled, _ = self.pipe.encode_prompt(
+            prompt=texts, device=self.pipe.device, num_images_per_prompt=1, do_classifier_free_guidance=False
+        )
+        return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
+
+
+def encoder_for(pipe: DiffusionPipeline) -> PromptEncoder | None:
+    """The embedding encoder for ``pipe``'s family, or None when only text prompts are possible."""
+    if isinstance(pipe, StableDiffusionXLPipeline):
+        return XLPromptEncoder(pipe)
+    if isinstance(pipe, StableDiffusionPipeline):
+        return PromptEncoder(pipe)
+    return None
+
+
+def text_conditioning(plan: GenerationPlan, batch: int) -> TextConditioning:
+    """The closest plain-text form of ``plan``: the positive parts joined, --no as the negative prompt."""
+    approximated = []
+    weights = [p.weight for p in plan.prompt_parts]
+    if len(weights) > 1:
+        approximated.append("multi-prompt weights (parts joined as text)")
+    if plan.push_away:
+        approximated.append("--no without guidance (sent as a negative prompt)")
+    if plan.weird_offset:
+        approximated.append("--weird")
+    if plan.prompt_jitter:
+        approximated.append("--chaos prompt variation")
+    text = ", ".join(p.text for p in plan.prompt_parts if p.weight > 0)
+    negative = plan.negative_prompt or plan.push_away
+    return TextConditioning(
+        prompt=[text] * batch,
+        negative_prompt=[negative] * batch if negative else None,
+        approximated=tuple(approximated),
+    )
+
+
+def generators(seeds: Sequence[int], salt: int = 0) -> list[torch.Generator]:
+    """One CPU generator per seed: CPU noise is the same on every machine, so a seed reproduces anywhere.
+
+    A non-zero ``salt`` derives a different stream from the same seed. (torch seeds its CPU generator from
+    the low 32 bits only, so the salt is hashed into those bits rather than added above them.)
+    """
+    return [torch.Generator("cpu").manual_seed(_salted(seed, salt)) for seed in seeds]
+
+
+def _salted(seed: int, salt: int) -> int:
+    if salt == 0:
+        return seed
+    digest = hashlib.blake2b(f"{seed}/{salt}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little")
+
+
+def starting_noise(plan: GenerationPlan, shape: tuple[int, ...]) -> torch.Tensor:
+    """Unit-variance starting latents for the plan's images (CPU, float32), ``shape`` per image.
+
+    Each image's noise comes from its own seed; ``plan.shared_noise`` of the variance is a component all
+    four share (--chaos 0 gives related compositions), mixed so every image's noise stays unit-variance.
+    """
+    own = torch.stack([torch.randn(shape, generator=g) for g in generators(plan.image_seeds)])
+    if plan.shared_noise <= 0:
+        return own
+    shared = torch.randn(shape, generator=generators([plan.seed], _SHARED_SALT)[0])
+    return math.sqrt(1 - plan.shared_noise) * own + math.sqrt(plan.shared_noise) * shared
+
+
+def _weird(embeds: torch.Tensor, plan: GenerationPlan) -> torch.Tensor:
+    if plan.weird_offset <= 0:
+        return embeds
+    direction = torch.randn(embeds.shape, generator=generators([plan.seed], _WEIRD_SALT)[0])
+    direction = direction.to(embeds.device, embeds.dtype)
+    offset: torch.Tensor = plan.weird_offset * embeds.norm() / direction.norm() * direction
+    return embeds + offset
+
+
+def _jitter(embeds: torch.Tensor, plan: GenerationPlan, batch: int) -> torch.Tensor:
+    expanded = embeds.expand(batch, *embeds.shape[1:])
+    if plan.prompt_jitter <= 0:
+        return expanded.contiguous()
+    seeds = plan.image_seeds[:batch]
+    noise = torch.stack([torch.randn(embeds.shape[1:], generator=g) for g in generators(seeds, _JITTER_SALT)])
+    return expanded + plan.prompt_jitter * embeds.std() * noise.to(embeds.device, embeds.dtype)
