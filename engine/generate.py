@@ -35,7 +35,7 @@ from PIL import Image, ImageOps
 from engine.canvas import MAX_SIDE, Canvas, pan_canvas, square_canvas, zoom_canvas
 from engine.conditioning import encoder_for, generators, starting_noise, text_conditioning
 from engine.errors import Blocked, Cancelled, ConfigError, EngineError, InvalidFollowUp
-from engine.grid import compose_grid, grid_tile
+from engine.grid import compose_grid, separate
 from engine.jobs import Action, PanDirection
 from engine.loading import LoadedModel, ModelCache, library_versions, pick_device
 from engine.plan import GRID_SIZE, GenerationPlan, fit_size, plan_generation
@@ -137,21 +137,7 @@ class Engine:
 
     def separate(self, grid: Image.Image, recipe: Recipe, tile: int, *, parent: str | None = None) -> GenerationResult:
         """U1-U4: tile ``tile`` of a grid at the size it was rendered. No GPU work."""
-        started = time.perf_counter()
-        image = grid_tile(grid, tile)
-        seed = recipe.image_seeds[tile - 1] if len(recipe.image_seeds) >= tile else recipe.seed
-        result_recipe = dataclasses.replace(
-            recipe,
-            action=Action.SEPARATE,
-            seed=seed,
-            image_seeds=(seed,),
-            settings={"tile": tile, "width": image.width, "height": image.height},
-            parent=parent,
-            parent_tile=tile,
-            versions=self.versions,
-        )
-        elapsed = time.perf_counter() - started
-        return GenerationResult((image,), None, result_recipe, Timings(finish=elapsed, total=elapsed))
+        return separate(grid, recipe, tile, parent, self.versions)
 
     def vary(
         self,

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
 
 from PIL import Image
 
 from engine.errors import InvalidFollowUp
+from engine.jobs import Action
+from engine.recipe import Recipe
+from engine.results import GenerationResult, Timings
 
-__all__ = ["compose_grid", "grid_tile"]
+__all__ = ["compose_grid", "grid_tile", "separate"]
 
 
 def compose_grid(images: Sequence[Image.Image]) -> Image.Image:
@@ -31,3 +36,24 @@ def grid_tile(grid: Image.Image, tile: int) -> Image.Image:
     width, height = grid.width // 2, grid.height // 2
     left, top = ((tile - 1) % 2) * width, ((tile - 1) // 2) * height
     return grid.crop((left, top, left + width, top + height))
+
+
+def separate(
+    grid: Image.Image, recipe: Recipe, tile: int, parent: str | None, versions: Mapping[str, str]
+) -> GenerationResult:
+    """U1-U4: tile ``tile`` of a grid with a recipe of its own (the tile's seed, the parent it came from)."""
+    started = time.perf_counter()
+    image = grid_tile(grid, tile)
+    seed = recipe.image_seeds[tile - 1] if len(recipe.image_seeds) >= tile else recipe.seed
+    result_recipe = dataclasses.replace(
+        recipe,
+        action=Action.SEPARATE,
+        seed=seed,
+        image_seeds=(seed,),
+        settings={"tile": tile, "width": image.width, "height": image.height},
+        parent=parent,
+        parent_tile=tile,
+        versions=dict(versions),
+    )
+    elapsed = time.perf_counter() - started
+    return GenerationResult((image,), None, result_recipe, Timings(finish=elapsed, total=elapsed))
