@@ -1,0 +1,134 @@
+"""Durable job events on a Redis Stream, read by each front end through its own consumer group.
+
+A front end that was down when a job finished gets the event when it returns: events wait in the stream
+until the group reads them, and an event read but not acknowledged (the reader crashed) is delivered again
+to the same consumer on restart, or claimed by another consumer of the group once it has been idle.
+Final events (done, failed, cancelled) are written by ``JobStore.finish`` in the same atomic step as the
+status change; progress and started events are written here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, cast
+
+from redis import Redis
+from redis.exceptions import ResponseError
+
+from tasks.store import EVENT_STREAM, EVENT_STREAM_MAXLEN
+
+__all__ = ["EventBus", "EventType", "JobEvent"]
+
+CLAIM_IDLE_MS = 60_000  # an event unacknowledged this long by a consumer that went away is taken over
+
+
+class EventType(StrEnum):
+    STARTED = "started"
+    PROGRESS = "progress"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self in (EventType.DONE, EventType.FAILED, EventType.CANCELLED)
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    type: EventType
+    job_id: str
+    owner: str
+    channel: str | None = None
+    percent: int | None = None
+    preview: bytes | None = None  # a small WebP image of the work in progress
+    message: str | None = None  # why a job failed, or what a finished job should say
+    at: float = 0.0
+    id: str | None = None  # the stream entry id, once read
+
+    def fields(self) -> dict[str, str | bytes]:
+        values: dict[str, str | bytes] = {
+            "type": self.type.value,
+            "job": self.job_id,
+            "owner": self.owner,
+            "at": f"{self.at or time.time():.3f}",
+        }
+        if self.channel is not None:
+            values["channel"] = self.channel
+        if self.percent is not None:
+            values["percent"] = str(self.percent)
+        if self.preview is not None:
+            values["preview"] = self.preview
+        if self.message is not None:
+            values["message"] = self.message
+        return values
+
+    @classmethod
+    def from_fields(cls, entry_id: bytes | str, raw: dict[bytes, bytes]) -> JobEvent:
+        def text(name: str) -> str | None:
+            value = raw.get(name.encode())
+            return value.decode() if value is not None else None
+
+        percent = text("percent")
+        return cls(
+            type=EventType(text("type") or ""),
+            job_id=text("job") or "",
+            owner=text("owner") or "",
+            channel=text("channel"),
+            percent=int(percent) if percent is not None else None,
+            preview=raw.get(b"preview"),
+            message=text("message"),
+            at=float(text("at") or 0),
+            id=entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
+        )
+
+
+class EventBus:
+    """Append job events, and read them as a member of a consumer group."""
+
+    def __init__(self, redis: Redis, stream: str = EVENT_STREAM) -> None:
+        self.redis = redis
+        self.stream = stream
+        self._caught_up: set[tuple[str, str]] = set()  # (group, consumer) pairs whose own backlog was read
+
+    def emit(self, event: JobEvent) -> str:
+        fields = cast(dict[Any, Any], event.fields())
+        entry = self.redis.xadd(self.stream, fields, maxlen=EVENT_STREAM_MAXLEN, approximate=True)
+        return entry.decode() if isinstance(entry, bytes) else str(entry)
+
+    def ensure_group(self, group: str) -> None:
+        """Create ``group`` reading from the start of the stream (nothing written before it is missed)."""
+        try:
+            self.redis.xgroup_create(self.stream, group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def read(self, group: str, consumer: str, count: int = 20, block_ms: int = 1000) -> list[JobEvent]:
+        """The next events for ``consumer``: first its own unacknowledged ones (after a restart), then
+        events idle at consumers that went away, then new events (waiting up to ``block_ms``)."""
+        self.ensure_group(group)
+        if (group, consumer) not in self._caught_up:
+            backlog = self._read(group, consumer, "0", count, None)
+            if backlog:
+                return backlog
+            self._caught_up.add((group, consumer))
+        claimed: Any = self.redis.xautoclaim(self.stream, group, consumer, CLAIM_IDLE_MS, "0-0", count=count)
+        if claimed and claimed[1]:
+            return [JobEvent.from_fields(entry_id, fields) for entry_id, fields in claimed[1] if fields]
+        return self._read(group, consumer, ">", count, block_ms)
+
+    def ack(self, group: str, *event_ids: str) -> None:
+        if event_ids:
+            self.redis.xack(self.stream, group, *event_ids)
+
+    def _read(self, group: str, consumer: str, start: str, count: int, block_ms: int | None) -> list[JobEvent]:
+        response: Any = self.redis.xreadgroup(group, consumer, {self.stream: start}, count=count, block=block_ms)
+        events = []
+        for _stream, entries in response or []:
+            for entry_id, fields in entries:
+                if fields:  # entries trimmed away from the stream come back empty
+                    events.append(JobEvent.from_fields(entry_id, fields))
+        return events

@@ -1,0 +1,108 @@
+"""The job record: what a job is, who asked, where it stands. Stored as a Redis hash of strings."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from engine.jobs import Action, JobStatus
+from engine.prompt import ImagineRequest
+
+__all__ = ["FAST", "MODES", "RELAX", "Job", "new_job_id"]
+
+FAST, RELAX = "fast", "relax"
+MODES = (FAST, RELAX)
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job: an /imagine or a button's follow-up, with its status and where its artifacts are."""
+
+    id: str
+    action: Action
+    owner: str
+    request: ImagineRequest
+    model: str  # registry alias
+    family: str  # model family: selects the worker queue
+    seed: int  # fixed at submission, so a redelivered job renders the same pixels
+    status: JobStatus = JobStatus.QUEUED
+    mode: str = FAST
+    guild: str | None = None
+    channel: str | None = None
+    parent: str | None = None
+    tile: int | None = None  # 1-4: which image of the parent
+    params: dict[str, Any] = field(default_factory=dict)  # scale, aspect, direction ... of a follow-up
+    work: int = 0  # pixels x steps x images: sizes time limits and ETAs
+    attempts: int = 0
+    progress: int = 0  # percent
+    files: dict[str, str] = field(default_factory=dict)  # artifact name -> storage key
+    error: str | None = None
+    message_id: str | None = None  # the Discord message that shows the job
+    worker: str | None = None
+    created_at: float = field(default_factory=time.time)
+    queued_at: float | None = None
+    sent_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status.finished
+
+    @property
+    def image_count(self) -> int:
+        return sum(1 for name in self.files if name.isdigit())
+
+    def to_redis(self) -> dict[str, str]:
+        data = asdict(self)
+        data["request"] = self.request.to_dict()
+        encoded = {}
+        for key, value in data.items():
+            if value is None:
+                continue
+            if key in _JSON_FIELDS:
+                encoded[key] = json.dumps(value)
+            else:
+                encoded[key] = str(value.value if hasattr(value, "value") else value)
+        return encoded
+
+    @classmethod
+    def from_redis(cls, raw: Mapping[bytes | str, bytes | str]) -> Job:
+        data = {_text(k): _text(v) for k, v in raw.items()}
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            text = data.get(item.name)
+            if text is None:
+                continue
+            if item.name in _JSON_FIELDS:
+                values[item.name] = json.loads(text)
+            elif item.name in _INT_FIELDS:
+                values[item.name] = int(text)
+            elif item.name in _FLOAT_FIELDS:
+                values[item.name] = float(text)
+            else:
+                values[item.name] = text
+        values["request"] = ImagineRequest.from_dict(values["request"])
+        values["action"] = Action(values["action"])
+        values["status"] = JobStatus(values["status"])
+        return cls(**values)
+
+    def with_changes(self, **changes: Any) -> Job:
+        return replace(self, **changes)
+
+
+_JSON_FIELDS = {"request", "params", "files"}
+_INT_FIELDS = {"seed", "tile", "work", "attempts", "progress"}
+_FLOAT_FIELDS = {"created_at", "queued_at", "sent_at", "started_at", "finished_at"}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,130 @@
+"""The job system's configuration, read once from the environment, typed, with secrets that never print."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+__all__ = ["Secret", "Settings"]
+
+
+class Secret:
+    """A value that is never shown: ``repr`` and ``str`` print ``'***'``."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the job system reads from the environment (the names are in ``ENVIRONMENT``)."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    data_dir: Path = Path("dreamloom-data")
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_prefix: str = ""
+    s3_addressing_style: str = "auto"
+    s3_access_key_id: Secret | None = None
+    s3_secret_access_key: Secret | None = None
+    max_running_per_user: int = 2
+    max_queued_per_user: int = 10
+    max_attempts: int = 3
+    max_job_seconds: int = 1800
+    seconds_per_megapixel_step: float = 1.0
+    progress_interval: float = 1.0
+    storage_retry_seconds: float = 60.0
+    url_expiry_seconds: int = 3600
+    worker_max_tasks_per_child: int = 500
+    worker_max_memory_mb: int = 0
+    spool_dir: Path = field(default_factory=lambda: Path(os.environ.get("TMPDIR", "/tmp")) / "dreamloom-spool")
+    engine_factory: str = "engine.generate:Engine.from_env"
+
+    @property
+    def visibility_timeout(self) -> int:
+        """Seconds before Redis hands an unacknowledged job to another worker: above the longest job's
+        hard time limit (see tasks.routing.time_limits)."""
+        return int(self.max_job_seconds * 1.5) + 600
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for item in fields(cls):
+            name = ENVIRONMENT[item.name]
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            values[item.name] = _convert(item.name, name, raw)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+# Settings field -> environment variable.
+ENVIRONMENT = {
+    "redis_url": "REDIS_URL",
+    "data_dir": "DREAMLOOM_DATA_DIR",
+    "s3_bucket": "DREAMLOOM_S3_BUCKET",
+    "s3_endpoint_url": "DREAMLOOM_S3_ENDPOINT_URL",
+    "s3_region": "DREAMLOOM_S3_REGION",
+    "s3_prefix": "DREAMLOOM_S3_PREFIX",
+    "s3_addressing_style": "DREAMLOOM_S3_ADDRESSING_STYLE",
+    "s3_access_key_id": "AWS_ACCESS_KEY_ID",
+    "s3_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+    "max_running_per_user": "DREAMLOOM_MAX_RUNNING_PER_USER",
+    "max_queued_per_user": "DREAMLOOM_MAX_QUEUED_PER_USER",
+    "max_attempts": "DREAMLOOM_MAX_ATTEMPTS",
+    "max_job_seconds": "DREAMLOOM_MAX_JOB_SECONDS",
+    "seconds_per_megapixel_step": "DREAMLOOM_SECONDS_PER_MEGAPIXEL_STEP",
+    "progress_interval": "DREAMLOOM_PROGRESS_INTERVAL",
+    "storage_retry_seconds": "DREAMLOOM_STORAGE_RETRY_SECONDS",
+    "url_expiry_seconds": "DREAMLOOM_URL_EXPIRY_SECONDS",
+    "worker_max_tasks_per_child": "DREAMLOOM_WORKER_MAX_TASKS_PER_CHILD",
+    "worker_max_memory_mb": "DREAMLOOM_WORKER_MAX_MEMORY_MB",
+    "spool_dir": "DREAMLOOM_SPOOL_DIR",
+    "engine_factory": "DREAMLOOM_ENGINE_FACTORY",
+}
+
+_INTS = {"max_running_per_user", "max_queued_per_user", "max_attempts", "max_job_seconds", "url_expiry_seconds",
+         "worker_max_tasks_per_child", "worker_max_memory_mb"}  # fmt: skip
+_FLOATS = {"seconds_per_megapixel_step", "progress_interval", "storage_retry_seconds"}
+_PATHS = {"data_dir", "spool_dir"}
+_SECRETS = {"s3_access_key_id", "s3_secret_access_key"}
+
+
+def _convert(field_name: str, variable: str, raw: str) -> object:
+    try:
+        if field_name in _INTS:
+            value: object = int(raw)
+            if int(raw) < 0:
+                raise ValueError
+        elif field_name in _FLOATS:
+            value = float(raw)
+            if float(raw) < 0:
+                raise ValueError
+        else:
+            value = raw
+    except ValueError:
+        kind = "a whole number" if field_name in _INTS else "a number"
+        raise ValueError(f"{variable} must be {kind}, 0 or more (got {raw!r})") from None
+    if field_name in _PATHS:
+        return Path(raw)
+    if field_name in _SECRETS:
+        return Secret(raw)
+    return value

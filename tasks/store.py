@@ -1,0 +1,333 @@
+"""Job records, status changes and per-user admission in Redis.
+
+Every change that must not half-happen is one Lua script, so it is atomic even with many workers and
+front ends: admitting a job (queued, held or refused), starting an attempt, and finishing a job, which
+sets the final status, appends its event to the stream and releases the owner's next held jobs in the
+same step. A job therefore finishes once and emits exactly one final event, whatever crashes around it.
+
+Keys (prefix ``dreamloom:``)::
+
+    job:{id}                 hash: the record (tasks.records.Job)
+    job:{id}:cancel          flag a running job checks at every step
+    job:{id}:preview         the latest preview image (expires)
+    user:{owner}:active      set: the owner's jobs in the queues or running (limited)
+    user:{owner}:held        list: the owner's jobs waiting for a free slot, in order
+    user:{owner}:jobs        sorted set: every job of the owner by creation time
+    waiting:{family}         sorted set: queued jobs in the order workers take them
+    unsent                   set: admitted jobs not yet handed to the broker (recovered after a crash)
+    workers:{family}         sorted set: workers by last sign of life
+    stats:{family}           hash: moving average of a job's run time
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, cast
+
+from redis import Redis
+
+from engine.jobs import JobStatus
+from tasks.errors import UnknownJob
+from tasks.records import Job
+
+__all__ = ["PREFIX", "Admission", "Finish", "JobStore"]
+
+PREFIX = "dreamloom:"
+EVENT_STREAM = PREFIX + "events"
+EVENT_STREAM_MAXLEN = 50_000
+PREVIEW_TTL_SECONDS = 3600
+CANCEL_TTL_SECONDS = 86_400
+WORKER_ALIVE_SECONDS = 300
+
+_ADMIT = """
+local active = redis.call('SCARD', KEYS[2])
+local status
+if active < tonumber(ARGV[2]) then
+  status = 'queued'
+elseif redis.call('LLEN', KEYS[3]) < tonumber(ARGV[3]) then
+  status = 'held'
+else
+  return {'full', redis.call('LLEN', KEYS[3])}
+end
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[1], 'status', status)
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
+if status == 'queued' then
+  redis.call('SADD', KEYS[2], ARGV[1])
+  redis.call('SADD', KEYS[5], ARGV[1])
+  redis.call('HSET', KEYS[1], 'queued_at', ARGV[4])
+  return {status, active}
+end
+redis.call('RPUSH', KEYS[3], ARGV[1])
+return {status, redis.call('LLEN', KEYS[3]) - 1}
+"""
+
+_BEGIN = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'queued' and status ~= 'running' then return {0, status or ''} end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[2], 'worker', ARGV[3])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('SREM', KEYS[3], ARGV[1])
+return {attempts, status}
+"""
+
+# KEYS: job, stream, owner's active set, owner's held list, family waiting set, unsent set
+# ARGV: id, allowed statuses (comma-separated), new status, now, max active, job key prefix, stream maxlen,
+#       number of field pairs, field pairs..., event pairs...
+_FINISH = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {-1} end
+local allowed = false
+for s in string.gmatch(ARGV[2], '[^,]+') do
+  if s == status then allowed = true end
+end
+if not allowed then return {0, status} end
+redis.call('HSET', KEYS[1], 'status', ARGV[3], 'finished_at', ARGV[4])
+local i = 9
+for j = 1, tonumber(ARGV[8]) do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+local event = {}
+while i <= #ARGV do
+  table.insert(event, ARGV[i])
+  i = i + 1
+end
+if #event > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', unpack(event))
+end
+redis.call('LREM', KEYS[4], 0, ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('SREM', KEYS[6], ARGV[1])
+redis.call('SREM', KEYS[3], ARGV[1])
+local result = {1, status}
+while redis.call('SCARD', KEYS[3]) < tonumber(ARGV[5]) do
+  local next_id = redis.call('LPOP', KEYS[4])
+  if not next_id then break end
+  local key = ARGV[6] .. next_id
+  if redis.call('HGET', key, 'status') == 'held' then
+    local rank = redis.call('SCARD', KEYS[3])
+    redis.call('SADD', KEYS[3], next_id)
+    redis.call('SADD', KEYS[6], next_id)
+    redis.call('HSET', key, 'status', 'queued', 'queued_at', ARGV[4])
+    table.insert(result, next_id)
+    table.insert(result, rank)
+  end
+end
+return result
+"""
+
+
+@dataclass(frozen=True)
+class Admission:
+    status: str  # "queued", "held" or "full"
+    rank: int  # queued: the owner's jobs already active; held: jobs held before it; full: jobs held
+
+
+@dataclass(frozen=True)
+class Finish:
+    won: bool  # this call made the change (False: the job had another status already)
+    previous: str | None  # the status before the call (None: no such job)
+    released: list[tuple[str, int]]  # held jobs of the owner now queued, with their rank
+
+
+class JobStore:
+    """Job records and their status changes."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._admit = redis.register_script(_ADMIT)
+        self._begin = redis.register_script(_BEGIN)
+        self._finish = redis.register_script(_FINISH)
+
+    # --- records -------------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job:
+        raw = self.redis.hgetall(_job_key(job_id)) if _valid_id(job_id) else {}
+        if not raw:
+            raise UnknownJob(job_id)
+        return Job.from_redis(raw)
+
+    def exists(self, job_id: str) -> bool:
+        return _valid_id(job_id) and bool(self.redis.exists(_job_key(job_id)))
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        """Set plain fields of a record (not its status: that goes through the scripts)."""
+        encoded = {k: str(v) for k, v in fields.items() if v is not None}
+        if encoded:
+            self.redis.hset(_job_key(job_id), mapping=cast(Any, encoded))
+
+    def claim_field(self, job_id: str, name: str, value: str) -> bool:
+        """Set a field only if it is unset; True when this call set it (e.g. who posts a result)."""
+        return bool(self.redis.hsetnx(_job_key(job_id), name, value))
+
+    def jobs_of(self, owner: str, limit: int = 50) -> list[Job]:
+        ids = cast(list[bytes], self.redis.zrevrange(_user_key(owner, "jobs"), 0, limit - 1))
+        jobs = []
+        for raw_id in ids:
+            raw = self.redis.hgetall(_job_key(_text(raw_id)))
+            if raw:
+                jobs.append(Job.from_redis(raw))
+        return jobs
+
+    # --- status changes ------------------------------------------------------------------------------
+
+    def admit(self, job: Job, max_active: int, max_held: int) -> Admission:
+        """Write a new job as queued (the owner has a free slot), held (in line behind their earlier jobs)
+        or refuse it (full), atomically."""
+        pairs: list[str] = []
+        for key, value in job.to_redis().items():
+            if key != "status":
+                pairs += [key, value]
+        keys = [
+            _job_key(job.id),
+            _user_key(job.owner, "active"),
+            _user_key(job.owner, "held"),
+            _user_key(job.owner, "jobs"),
+            PREFIX + "unsent",
+        ]
+        status, rank = self._admit(keys=keys, args=[job.id, max_active, max_held, time.time(), *pairs])
+        return Admission(_text(status), int(rank))
+
+    def create_running(self, job: Job) -> None:
+        """Record a job the caller runs itself (no queue, no admission), e.g. separating a grid tile."""
+        mapping = {**job.to_redis(), "status": JobStatus.RUNNING.value, "started_at": str(time.time())}
+        with self.redis.pipeline() as pipe:
+            pipe.hset(_job_key(job.id), mapping=cast(Any, mapping))
+            pipe.zadd(_user_key(job.owner, "jobs"), {job.id: job.created_at})
+            pipe.execute()
+
+    def mark_sent(self, job: Job, priority: int) -> None:
+        """The job is in the broker: remember when, and its place in the family's waiting order."""
+        sequence = self.redis.incr(PREFIX + "sequence")
+        with self.redis.pipeline() as pipe:
+            pipe.hset(_job_key(job.id), "sent_at", str(time.time()))
+            pipe.zadd(_waiting_key(job.family), {job.id: priority * 10**13 + sequence})
+            pipe.srem(PREFIX + "unsent", job.id)
+            pipe.execute()
+
+    def begin(self, job_id: str, worker: str) -> tuple[int, str]:
+        """Start an attempt: (attempts so far including this one, previous status), or (0, status) when the
+        job must not run (finished, cancelled, unknown)."""
+        job = self.get(job_id)
+        keys = [_job_key(job_id), _waiting_key(job.family), PREFIX + "unsent"]
+        attempts, previous = self._begin(keys=keys, args=[job_id, time.time(), worker])
+        return int(attempts), _text(previous)
+
+    def finish(
+        self,
+        job: Job,
+        status: JobStatus,
+        allowed: tuple[JobStatus, ...],
+        max_active: int,
+        fields: dict[str, str] | None = None,
+        event: dict[str, str | bytes] | None = None,
+    ) -> Finish:
+        """Move ``job`` from one of ``allowed`` to the final ``status``, append ``event`` to the stream and
+        release the owner's next held jobs: one atomic step."""
+        pairs: list[str] = []
+        for key, value in (fields or {}).items():
+            pairs += [key, value]
+        event_pairs: list[str | bytes] = []
+        for name, data in (event or {}).items():
+            event_pairs += [name, data]
+        keys = [
+            _job_key(job.id),
+            EVENT_STREAM,
+            _user_key(job.owner, "active"),
+            _user_key(job.owner, "held"),
+            _waiting_key(job.family),
+            PREFIX + "unsent",
+        ]
+        args = [
+            job.id,
+            ",".join(s.value for s in allowed),
+            status.value,
+            time.time(),
+            max_active,
+            PREFIX + "job:",
+            EVENT_STREAM_MAXLEN,
+            len(pairs) // 2,
+            *pairs,
+            *event_pairs,
+        ]
+        result = self._finish(keys=keys, args=args)
+        if int(result[0]) == -1:
+            return Finish(False, None, [])
+        won = int(result[0]) == 1
+        released = [(_text(result[i]), int(result[i + 1])) for i in range(2, len(result), 2)]
+        return Finish(won, _text(result[1]), released)
+
+    # --- cancel flag, progress, previews ----------------------------------------------------------------
+
+    def request_cancel(self, job_id: str) -> None:
+        self.redis.set(_job_key(job_id) + ":cancel", "1", ex=CANCEL_TTL_SECONDS)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return bool(self.redis.exists(_job_key(job_id) + ":cancel"))
+
+    def set_progress(self, job_id: str, percent: int, preview: bytes | None) -> None:
+        with self.redis.pipeline() as pipe:
+            pipe.hset(_job_key(job_id), "progress", str(percent))
+            if preview is not None:
+                pipe.set(_job_key(job_id) + ":preview", preview, ex=PREVIEW_TTL_SECONDS)
+            pipe.execute()
+
+    def preview(self, job_id: str) -> bytes | None:
+        value = cast(bytes | None, self.redis.get(_job_key(job_id) + ":preview"))
+        return value
+
+    # --- queue order, workers, timings ------------------------------------------------------------------
+
+    def waiting_position(self, job: Job) -> int | None:
+        """1 for the next job a worker of the family takes; None when the job is not waiting in the queue."""
+        rank = cast(int | None, self.redis.zrank(_waiting_key(job.family), job.id))
+        return None if rank is None else rank + 1
+
+    def waiting_count(self, family: str) -> int:
+        return int(self.redis.zcard(_waiting_key(family)))
+
+    def held_jobs(self, owner: str) -> list[str]:
+        return [_text(i) for i in self.redis.lrange(_user_key(owner, "held"), 0, -1)]
+
+    def unsent(self) -> list[str]:
+        return [_text(i) for i in self.redis.smembers(PREFIX + "unsent")]
+
+    def worker_seen(self, family: str, worker: str) -> None:
+        self.redis.zadd(PREFIX + f"workers:{family}", {worker: time.time()})
+
+    def workers(self, family: str) -> int:
+        since = time.time() - WORKER_ALIVE_SECONDS
+        return int(self.redis.zcount(PREFIX + f"workers:{family}", since, "+inf"))
+
+    def record_duration(self, family: str, seconds: float) -> None:
+        key = PREFIX + f"stats:{family}"
+        previous = self.redis.hget(key, "seconds")
+        value = seconds if previous is None else 0.8 * float(previous) + 0.2 * seconds
+        self.redis.hset(key, "seconds", f"{value:.3f}")
+
+    def typical_duration(self, family: str) -> float | None:
+        value = self.redis.hget(PREFIX + f"stats:{family}", "seconds")
+        return None if value is None else float(value)
+
+
+def _job_key(job_id: str) -> str:
+    return f"{PREFIX}job:{job_id}"
+
+
+def _user_key(owner: str, what: str) -> str:
+    return f"{PREFIX}user:{owner}:{what}"
+
+
+def _waiting_key(family: str) -> str:
+    return f"{PREFIX}waiting:{family}"
+
+
+def _valid_id(job_id: str) -> bool:
+    return 0 < len(job_id) <= 64 and job_id.isalnum()
+
+
+def _text(value: bytes | str | int) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
