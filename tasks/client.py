@@ -1,0 +1,359 @@
+"""The front ends' API to the job system: the bot, the CLI and the web playground use only this.
+
+    client = JobClient.from_env()
+    job = client.submit(parse("a lighthouse --ar 16:9"), owner="1234", channel="5678")
+    for event in client.events.read("bot", "bot-1"): ...
+    child = client.follow_up(job.id, Action.VARY_STRONG, owner="1234", tile=2)
+
+Torch-free. Submitting admits the job for its owner (queued, held behind their earlier jobs, or refused
+when too many wait) and hands queued jobs to the workers of the model's family. Separating a grid tile
+needs no GPU, so the client does it at once and the job is done when ``follow_up`` returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import math
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+from redis import Redis
+
+from engine.grid import separate
+from engine.jobs import GRID_ACTIONS, Action, JobStatus, PanDirection
+from engine.plan import GRID_SIZE, plan_generation
+from engine.prompt import MAX_SEED, ImagineRequest
+from engine.recipe import Recipe
+from engine.registry import Registry
+from engine.safety import Blocklist
+from tasks.artifacts import GRID, file_name, prepare, read_manifest, upload
+from tasks.celery_app import RENDER_TASK, make_celery
+from tasks.errors import InvalidFollowUp, JobError, NotAllowed, QueueFull, StorageError
+from tasks.events import EventBus, EventType, JobEvent
+from tasks.records import FAST, MODES, Job, new_job_id
+from tasks.routing import Dispatcher
+from tasks.settings import Settings
+from tasks.storage import Storage, artifact_key, storage_from_settings
+from tasks.store import JobStore
+
+__all__ = ["SINGLE_ACTIONS", "JobClient", "QueueInfo"]
+
+log = logging.getLogger(__name__)
+
+# What each kind of result offers: a grid's buttons, and a single image's buttons.
+GRID_FOLLOW_UPS = {Action.SEPARATE, Action.VARY_SUBTLE, Action.VARY_STRONG, Action.REROLL}
+SINGLE_ACTIONS = {
+    Action.VARY_SUBTLE,
+    Action.VARY_STRONG,
+    Action.UPSCALE_SUBTLE,
+    Action.UPSCALE_CREATIVE,
+    Action.ZOOM_OUT,
+    Action.PAN,
+    Action.MAKE_SQUARE,
+}
+UNSENT_GRACE_SECONDS = 30.0  # an admitted job not in the broker after this long is sent again by recover()
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """Where a job stands, for "queued, position 4" and a rough ETA."""
+
+    status: JobStatus
+    position: int | None  # 1 = next to start; None when not waiting in the queue
+    held_behind: int | None  # held jobs of the same owner ahead of this one
+    eta_seconds: float | None  # until it starts (waiting) or finishes (running); None when unknown
+
+
+class JobClient:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        redis: Redis | None = None,
+        storage: Storage | None = None,
+        registry: Registry | None = None,
+        blocklist: Blocklist | None = None,
+        celery: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis or Redis.from_url(settings.redis_url)
+        self.store = JobStore(self.redis)
+        self.events = EventBus(self.redis)
+        self.storage = storage or storage_from_settings(settings)
+        self.registry = registry or Registry.from_env()
+        self.blocklist = blocklist or Blocklist.from_env()
+        self.dispatcher = Dispatcher(celery or make_celery(settings), self.store, settings, RENDER_TASK)
+
+    @classmethod
+    def from_env(cls) -> JobClient:
+        return cls(Settings.from_env())
+
+    # --- new jobs ------------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        request: ImagineRequest,
+        *,
+        owner: str,
+        guild: str | None = None,
+        channel: str | None = None,
+        mode: str = FAST,
+        model: str | None = None,
+    ) -> Job:
+        """An /imagine. ``model`` is the owner's default model alias, used when the prompt has no --v/--niji.
+        Raises ``QueueFull``, ``engine.errors.UnknownModel`` or ``engine.errors.Blocked``."""
+        self.blocklist.check(request)
+        entry = self.registry.resolve(request.model or model)
+        seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
+        job = Job(
+            id=new_job_id(),
+            action=Action.IMAGINE,
+            owner=owner,
+            request=request,
+            model=entry.alias,
+            family=entry.family,
+            seed=seed,
+            mode=_mode(mode),
+            guild=guild,
+            channel=channel,
+            work=plan_generation(request, entry.profile, seed).work,
+        )
+        return self._admit(job)
+
+    def follow_up(
+        self,
+        parent_id: str,
+        action: Action,
+        *,
+        owner: str,
+        tile: int | None = None,
+        guild: str | None = None,
+        channel: str | None = None,
+        mode: str = FAST,
+        request: ImagineRequest | None = None,
+        scale: float | None = None,
+        aspect: tuple[int, int] | None = None,
+        direction: PanDirection | str | None = None,
+    ) -> Job:
+        """A button on a finished job. ``tile`` (1-4) picks an image of a grid; ``request`` is a remixed
+        prompt (variations and re-rolls); ``scale``/``aspect`` are for Zoom Out, ``direction`` for Pan."""
+        parent = self.store.get(parent_id)
+        self._check_follow_up(parent, action, tile)
+        params = self._follow_up_params(action, scale, aspect, direction)
+        new_request = request or parent.request
+        if request is not None:
+            self.blocklist.check(request)
+        if action is Action.REROLL:
+            new_request = dataclasses.replace(new_request, seed=None)
+        if params.get("aspect"):
+            new_request = dataclasses.replace(new_request, aspect=tuple(params["aspect"]))
+        if action is Action.MAKE_SQUARE:
+            new_request = dataclasses.replace(new_request, aspect=(1, 1))
+        entry = self.registry.resolve(new_request.model if request is not None and request.model else parent.model)
+        job = Job(
+            id=new_job_id(),
+            action=action,
+            owner=owner,
+            request=new_request,
+            model=entry.alias,
+            family=entry.family,
+            seed=secrets.randbelow(MAX_SEED + 1),
+            mode=_mode(mode),
+            guild=guild,
+            channel=channel,
+            parent=parent.id,
+            tile=tile,
+            params=params,
+            work=_follow_up_work(parent, action, entry.profile.steps),
+        )
+        if action is Action.SEPARATE:
+            return self._separate(job)
+        return self._admit(job)
+
+    def cancel(self, job_id: str, by: str) -> Job:
+        """Cancel a held, queued or running job of ``by``. A running job stops at its next step."""
+        job = self.store.get(job_id)
+        if job.owner != by:
+            raise NotAllowed("Only the person who started a job can cancel it")
+        if job.finished:
+            raise InvalidFollowUp(f"This job is already {job.status.value}; there is nothing to cancel")
+        if job.status is JobStatus.RUNNING:
+            self.store.request_cancel(job.id)
+            return self.store.get(job.id)
+        event = JobEvent(EventType.CANCELLED, job.id, job.owner, job.channel, message="Cancelled")
+        outcome = self.store.finish(
+            job,
+            JobStatus.CANCELLED,
+            (JobStatus.HELD, JobStatus.QUEUED),
+            self.settings.max_running_per_user,
+            event=event.fields(),
+        )
+        self._send_released(outcome.released)
+        if not outcome.won and outcome.previous == JobStatus.RUNNING.value:
+            self.store.request_cancel(job.id)  # it started in between
+        return self.store.get(job.id)
+
+    # --- reading ---------------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job:
+        return self.store.get(job_id)
+
+    def jobs_of(self, owner: str, statuses: set[JobStatus] | None = None, limit: int = 50) -> list[Job]:
+        jobs = self.store.jobs_of(owner, limit)
+        return [job for job in jobs if statuses is None or job.status in statuses]
+
+    def queue_info(self, job_id: str) -> QueueInfo:
+        job = self.store.get(job_id)
+        typical = self.store.typical_duration(job.family)
+        workers = max(1, self.store.workers(job.family))
+        if job.status is JobStatus.QUEUED:
+            position = self.store.waiting_position(job)
+            eta = None
+            if position is not None and typical is not None:
+                eta = math.ceil(position / workers) * typical
+            return QueueInfo(job.status, position, None, eta)
+        if job.status is JobStatus.HELD:
+            held = self.store.held_jobs(job.owner)
+            behind = held.index(job.id) if job.id in held else None
+            waiting = self.store.waiting_count(job.family)
+            eta = None if typical is None else math.ceil((waiting + (behind or 0) + 1) / workers) * typical
+            return QueueInfo(job.status, None, behind, eta)
+        if job.status is JobStatus.RUNNING and typical is not None and job.started_at is not None:
+            return QueueInfo(job.status, None, None, max(0.0, typical - (time.time() - job.started_at)))
+        return QueueInfo(job.status, None, None, None)
+
+    def artifact(self, job_id: str, name: str) -> bytes:
+        """The bytes of a job's artifact: "1"-"4", "grid", "preview" or "manifest"."""
+        job = self.store.get(job_id)
+        return self.storage.get(job.files.get(name) or artifact_key(job.id, file_name(name)))
+
+    def artifact_url(self, job_id: str, name: str) -> str:
+        job = self.store.get(job_id)
+        key = job.files.get(name) or artifact_key(job.id, file_name(name))
+        return self.storage.url(key, self.settings.url_expiry_seconds)
+
+    def manifest(self, job_id: str) -> dict[str, Any]:
+        return read_manifest(self.storage, self.store.get(job_id).id)
+
+    def preview(self, job_id: str) -> bytes | None:
+        return self.store.preview(job_id)
+
+    # --- front-end bookkeeping ------------------------------------------------------------------------
+
+    def set_message(self, job_id: str, message_id: str) -> None:
+        """Remember the Discord message (or page element) that shows the job."""
+        self.store.update(self.store.get(job_id).id, message_id=message_id)
+
+    def claim(self, job_id: str, what: str, by: str) -> bool:
+        """True for exactly one caller per (job, what): e.g. who posts a job's result."""
+        return self.store.claim_field(self.store.get(job_id).id, f"claim:{what}", by)
+
+    def recover(self, older_than: float = UNSENT_GRACE_SECONDS) -> list[str]:
+        """Send again admitted jobs that never reached the broker (their sender crashed); returns their ids.
+        Safe to call from any process at any time: a job delivered twice runs once."""
+        sent = []
+        for job_id in self.store.unsent():
+            try:
+                job = self.store.get(job_id)
+            except JobError:
+                continue
+            if job.status is JobStatus.QUEUED and (job.queued_at or 0) < time.time() - older_than:
+                self.dispatcher.send(job, 0)
+                sent.append(job.id)
+        return sent
+
+    # --- internals -------------------------------------------------------------------------------------
+
+    def _admit(self, job: Job) -> Job:
+        admission = self.store.admit(job, self.settings.max_running_per_user, self.settings.max_queued_per_user)
+        if admission.status == "full":
+            raise QueueFull(
+                f"Queue full: you already have {admission.rank} jobs waiting; wait for one to finish or cancel one"
+            )
+        if admission.status == "queued":
+            self.dispatcher.send(self.store.get(job.id), admission.rank)
+        return self.store.get(job.id)
+
+    def _send_released(self, released: list[tuple[str, int]]) -> None:
+        for job_id, rank in released:
+            self.dispatcher.send(self.store.get(job_id), rank)
+
+    def _check_follow_up(self, parent: Job, action: Action, tile: int | None) -> None:
+        if parent.status is not JobStatus.DONE:
+            state = "failed" if parent.status is JobStatus.FAILED else f"is {parent.status.value}"
+            raise InvalidFollowUp(f"The job {state}; only a finished job's images can be used")
+        is_grid = parent.action in GRID_ACTIONS
+        allowed = GRID_FOLLOW_UPS if is_grid else SINGLE_ACTIONS
+        if action not in allowed:
+            kind = "a grid" if is_grid else "a single image"
+            raise InvalidFollowUp(f"{action.value} is not available on {kind}")
+        if is_grid and action is not Action.REROLL:
+            if tile is None or tile not in range(1, GRID_SIZE + 1):
+                raise InvalidFollowUp(f"Pick an image of the grid: tile must be 1, 2, 3 or 4 (got {tile})")
+        elif tile is not None:
+            raise InvalidFollowUp(f"{action.value} works on the whole image; no tile (got {tile})")
+
+    @staticmethod
+    def _follow_up_params(
+        action: Action, scale: float | None, aspect: tuple[int, int] | None, direction: PanDirection | str | None
+    ) -> dict[str, Any]:
+        if action is Action.ZOOM_OUT:
+            scale = 2.0 if scale is None else float(scale)
+            if not 1.0 <= scale <= 2.0 or math.isnan(scale):
+                raise InvalidFollowUp(f"Zoom must be from 1 to 2 (got {scale:g})")
+            if aspect is not None and (min(aspect) < 1 or max(aspect) > 4 * min(aspect)):
+                shown = f"{aspect[0]}:{aspect[1]}"
+                raise InvalidFollowUp(f"--ar must be W:H with a ratio between 1:4 and 4:1 (got {shown})")
+            return {"scale": scale, "aspect": list(aspect) if aspect else None}
+        if action is Action.PAN:
+            try:
+                return {"direction": PanDirection(str(direction)).value}
+            except ValueError:
+                raise InvalidFollowUp(f"Pan direction must be left, right, up or down (got {direction!r})") from None
+        return {}
+
+    def _separate(self, job: Job) -> Job:
+        """U1-U4 on the spot: crop the stored grid, store the tile, finish the job with its event."""
+        self.store.create_running(job)
+        try:
+            parent_manifest = read_manifest(self.storage, job.parent or "")
+            grid = Image.open(io.BytesIO(self.storage.get(parent_manifest["files"][GRID]))).convert("RGB")
+            recipe = Recipe.from_dict(parent_manifest["recipe"])
+            result = separate(grid, recipe, job.tile or 1, job.parent, recipe.versions)
+            lineage = [*parent_manifest.get("lineage", []), job.parent or ""]
+            files = upload(self.storage, job.id, prepare(job, result, lineage))
+        except (StorageError, KeyError) as exc:
+            reason = str(exc) if isinstance(exc, StorageError) else "the parent's files are incomplete"
+            event = JobEvent(EventType.FAILED, job.id, job.owner, job.channel, message=f"Job failed: {reason}")
+            self.store.finish(job, JobStatus.FAILED, (JobStatus.RUNNING,), self.settings.max_running_per_user,
+                              fields={"error": reason}, event=event.fields())  # fmt: skip
+            return self.store.get(job.id)
+        event = JobEvent(EventType.DONE, job.id, job.owner, job.channel, percent=100)
+        self.store.finish(
+            job,
+            JobStatus.DONE,
+            (JobStatus.RUNNING,),
+            self.settings.max_running_per_user,
+            fields={"files": json.dumps(files), "progress": "100"},
+            event=event.fields(),
+        )
+        return self.store.get(job.id)
+
+
+def _mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)} (got {mode!r})")
+    return mode
+
+
+def _follow_up_work(parent: Job, action: Action, steps: int) -> int:
+    """A rough size of a follow-up's work (for time limits): its parent's pixels, times the steps."""
+    pixels = parent.work // max(1, steps * GRID_SIZE) if parent.work else 1024 * 1024
+    factor = 4 if action in (Action.UPSCALE_CREATIVE, Action.UPSCALE_SUBTLE) else 1
+    return pixels * steps * GRID_SIZE * factor

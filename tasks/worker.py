@@ -1,0 +1,356 @@
+"""The worker side: the Celery task, and the JobRunner that renders, stores and finishes one job.
+
+A worker process loads the engine lazily, once, on its first job (never in the parent of a prefork pool:
+CUDA must start in the process that uses it) and reuses it for every job. A job runs to completion once:
+
+1. a job that is already finished or cancelled is acknowledged and skipped (a redelivery);
+2. a job whose ``job.json`` is already stored (a worker died after storing it) is finished from storage;
+3. otherwise an attempt starts; past ``max_attempts`` (the job keeps killing its workers) it fails;
+4. the engine renders it with progress events, the artifacts go to the worker's spool folder, then to
+   storage (retried), and the job finishes with its event in one atomic step. If storing fails for good,
+   the job fails with the reason and the files stay in the spool, where a redelivery picks them up.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from celery.exceptions import SoftTimeLimitExceeded
+from PIL import Image
+from redis import Redis
+
+from engine.errors import Blocked, Cancelled, EngineError
+from engine.jobs import GRID_ACTIONS, Action, JobStatus
+from engine.prompt import PromptError
+from engine.recipe import Recipe
+from engine.results import GenerationResult
+from tasks.artifacts import GRID, MANIFEST, encode_preview, file_name, prepare, read_manifest, upload
+from tasks.celery_app import RENDER_TASK, make_celery
+from tasks.errors import JobError, StorageError, UnknownJob
+from tasks.events import EventBus, EventType, JobEvent
+from tasks.fetch import fetch_image
+from tasks.records import Job
+from tasks.routing import Dispatcher
+from tasks.settings import Settings
+from tasks.storage import Storage, artifact_key, storage_from_settings
+from tasks.store import JobStore
+
+__all__ = ["JobRunner", "Spool", "WorkerRuntime", "create_worker_app"]
+
+log = logging.getLogger(__name__)
+
+
+def create_worker_app(settings: Settings | None = None, engine_factory: Callable[[], Any] | None = None) -> Celery:
+    """The Celery app a worker runs: the shared configuration plus the render task."""
+    settings = settings or Settings.from_env()
+    app = make_celery(settings)
+    runtime = WorkerRuntime(settings, app, engine_factory)
+
+    @app.task(name=RENDER_TASK, bind=True, shared=False)  # type: ignore[untyped-decorator]
+    def render(task: Any, job_id: str) -> None:
+        runtime.runner().run(job_id, worker=task.request.hostname or socket.gethostname())
+
+    app.dreamloom_runtime = runtime
+    return app
+
+
+class WorkerRuntime:
+    """What a worker process keeps between jobs: connections and the engine, built on first use in the
+    process that uses them (a forked pool child builds its own)."""
+
+    def __init__(self, settings: Settings, app: Celery, engine_factory: Callable[[], Any] | None = None) -> None:
+        self.settings = settings
+        self.app = app
+        self.engine_factory = engine_factory or _import(settings.engine_factory)
+        self._pid: int | None = None
+        self._runner: JobRunner | None = None
+        self._engine: Any = None
+
+    def runner(self) -> JobRunner:
+        if self._runner is None or self._pid != os.getpid():
+            redis = Redis.from_url(self.settings.redis_url)
+            store = JobStore(redis)
+            self._runner = JobRunner(
+                settings=self.settings,
+                store=store,
+                events=EventBus(redis),
+                storage=storage_from_settings(self.settings),
+                dispatcher=Dispatcher(self.app, store, self.settings, RENDER_TASK),
+                engine=self.engine,
+            )
+            self._pid = os.getpid()
+        return self._runner
+
+    def engine(self) -> Any:
+        if self._engine is None:
+            started = time.perf_counter()
+            self._engine = self.engine_factory()
+            log.info("engine ready in %.2fs (pid %d)", time.perf_counter() - started, os.getpid())
+        return self._engine
+
+
+class Spool:
+    """A job's prepared artifacts on the worker's own disk, kept until storage has them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def save(self, job_id: str, artifacts: dict[str, bytes]) -> Path:
+        folder = self.root / job_id
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in artifacts.items():
+            (folder / file_name(name)).write_bytes(data)
+        (folder / "names.json").write_text(json.dumps(sorted(artifacts)))  # written last: the spool is complete
+        return folder
+
+    def load(self, job_id: str) -> dict[str, bytes] | None:
+        folder = self.root / job_id
+        try:
+            names = json.loads((folder / "names.json").read_text())
+            return {name: (folder / file_name(name)).read_bytes() for name in names}
+        except (OSError, ValueError):
+            return None
+
+    def discard(self, job_id: str) -> None:
+        shutil.rmtree(self.root / job_id, ignore_errors=True)
+
+
+class JobRunner:
+    """Runs one job from its record to its final status and event."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: JobStore,
+        events: EventBus,
+        storage: Storage,
+        dispatcher: Dispatcher,
+        engine: Callable[[], Any],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.events = events
+        self.storage = storage
+        self.dispatcher = dispatcher
+        self.engine = engine
+        self.spool = Spool(settings.spool_dir)
+
+    def run(self, job_id: str, worker: str) -> None:
+        try:
+            job = self.store.get(job_id)
+        except UnknownJob:
+            log.warning("job %s: no record; acknowledged without running", job_id)
+            return
+        if job.finished or job.status is JobStatus.HELD:
+            log.info("job %s: already %s; acknowledged without running", job.id, job.status.value)
+            return
+        if self.storage.exists(artifact_key(job.id, file_name(MANIFEST))):
+            log.info("job %s: its result is already stored; finishing it without rendering again", job.id)
+            self._finish_done(job, _files_of(read_manifest(self.storage, job.id)), None)
+            return
+        attempts, _ = self.store.begin(job.id, worker)
+        if attempts == 0:
+            log.info("job %s: cancelled or finished before it started", job.id)
+            return
+        self.store.worker_seen(job.family, worker)
+        if attempts > self.settings.max_attempts:
+            self._fail(
+                job,
+                f"The job stopped its worker {attempts - 1} times and was given up; "
+                "it may be too large for this server, try a smaller size or fewer steps",
+            )
+            return
+        log.info("job %s: attempt %d on %s (%s, %s)", job.id, attempts, worker, job.action.value, job.model)
+        self.events.emit(JobEvent(EventType.STARTED, job.id, job.owner, job.channel, percent=0))
+        started = time.monotonic()
+        try:
+            artifacts = self.spool.load(job.id)  # a previous attempt rendered it but could not store it
+            if artifacts is None:
+                artifacts = self._render(job)
+                self.spool.save(job.id, artifacts)
+        except Cancelled:
+            self._finish(job, JobStatus.CANCELLED, EventType.CANCELLED, "Cancelled")
+            return
+        except (Blocked, EngineError, PromptError, JobError) as exc:
+            self._fail(job, str(exc))
+            return
+        except SoftTimeLimitExceeded:
+            self._fail(job, "The job took longer than its time limit; try a smaller size, fewer steps or --q .5")
+            return
+        except Exception as exc:
+            log.exception("job %s: unexpected error", job.id)
+            self._fail(job, f"Internal error ({type(exc).__name__}); the server log has the details")
+            return
+        finally:
+            self.store.worker_seen(job.family, worker)
+        try:
+            files = upload(self.storage, job.id, artifacts)
+        except StorageError as exc:
+            where = self.settings.spool_dir / job.id
+            self._fail(job, f"Could not store the images: {exc}. They are kept on worker {worker} in {where}")
+            return
+        if self._finish_done(job, files, None):
+            self.store.record_duration(job.family, time.monotonic() - started)
+        self.spool.discard(job.id)
+
+    # --- rendering --------------------------------------------------------------------------------------
+
+    def _render(self, job: Job) -> dict[str, bytes]:
+        reporter = _Progress(self, job)
+        result = self._execute(job, reporter)
+        lineage = self._lineage(job)
+        return prepare(job, result, lineage, reporter.last_preview)
+
+    def _execute(self, job: Job, reporter: _Progress) -> GenerationResult:
+        engine = self.engine()
+        common: dict[str, Any] = {
+            "seed": job.seed,
+            "parent": job.parent,
+            "progress": reporter,
+            "cancel": lambda: self.store.cancel_requested(job.id),
+        }
+        if job.action is Action.IMAGINE:
+            images = [fetch_image(url) for url in job.request.image_urls]
+            return engine.imagine(job.request, image_prompts=images or None, **common)  # type: ignore[no-any-return]
+        parent_manifest = read_manifest(self.storage, job.parent or "")
+        recipe = Recipe.from_dict(parent_manifest["recipe"])
+        if job.action is Action.REROLL:
+            images = [fetch_image(url) for url in job.request.image_urls]
+            kwargs = {k: v for k, v in common.items() if k != "parent"}
+            return engine.reroll(  # type: ignore[no-any-return]
+                recipe, request=job.request, image_prompts=images or None, parent=job.parent, **kwargs
+            )
+        image, recipe = self._source_image(engine, job, parent_manifest, recipe)
+        common["parent_tile"] = job.tile
+        if job.action is Action.SEPARATE:
+            return engine.separate(self._grid(parent_manifest), recipe, job.tile or 1, parent=job.parent)  # type: ignore[no-any-return]
+        if job.action in (Action.VARY_SUBTLE, Action.VARY_STRONG):
+            strong = job.action is Action.VARY_STRONG
+            return engine.vary(image, recipe, strong=strong, request=job.request, **common)  # type: ignore[no-any-return]
+        if job.action in (Action.UPSCALE_SUBTLE, Action.UPSCALE_CREATIVE):
+            creative = job.action is Action.UPSCALE_CREATIVE
+            return engine.upscale(image, recipe, creative=creative, **common)  # type: ignore[no-any-return]
+        if job.action is Action.ZOOM_OUT:
+            aspect = job.params.get("aspect")
+            scale = float(job.params.get("scale", 2.0))
+            return engine.zoom_out(image, recipe, scale=scale, aspect=tuple(aspect) if aspect else None, **common)  # type: ignore[no-any-return]
+        if job.action is Action.PAN:
+            return engine.pan(image, recipe, job.params["direction"], **common)  # type: ignore[no-any-return]
+        if job.action is Action.MAKE_SQUARE:
+            return engine.make_square(image, recipe, **common)  # type: ignore[no-any-return]
+        raise EngineError(f"Unknown action {job.action.value}")
+
+    def _source_image(
+        self, engine: Any, job: Job, parent_manifest: dict[str, Any], recipe: Recipe
+    ) -> tuple[Image.Image, Recipe]:
+        """The image a follow-up starts from: a tile of the parent's grid, or the parent's single image."""
+        if Action(parent_manifest["action"]) in GRID_ACTIONS:
+            tile = engine.separate(self._grid(parent_manifest), recipe, job.tile or 1, parent=job.parent)
+            return tile.images[0], tile.recipe
+        return _open(self.storage.get(parent_manifest["files"]["1"])), recipe
+
+    def _grid(self, parent_manifest: dict[str, Any]) -> Image.Image:
+        return _open(self.storage.get(parent_manifest["files"][GRID]))
+
+    def _lineage(self, job: Job) -> list[str]:
+        if not job.parent:
+            return []
+        return [*read_manifest(self.storage, job.parent).get("lineage", []), job.parent]
+
+    # --- finishing --------------------------------------------------------------------------------------
+
+    def _finish_done(self, job: Job, files: dict[str, str], message: str | None) -> bool:
+        fields = {"files": json.dumps(files), "progress": "100"}
+        event = JobEvent(EventType.DONE, job.id, job.owner, job.channel, percent=100, message=message)
+        return self._finish(job, JobStatus.DONE, EventType.DONE, None, fields, event)
+
+    def _fail(self, job: Job, reason: str) -> None:
+        log.warning("job %s failed: %s", job.id, reason)
+        self._finish(job, JobStatus.FAILED, EventType.FAILED, reason, {"error": reason})
+
+    def _finish(
+        self,
+        job: Job,
+        status: JobStatus,
+        kind: EventType,
+        message: str | None,
+        fields: dict[str, str] | None = None,
+        event: JobEvent | None = None,
+    ) -> bool:
+        event = event or JobEvent(kind, job.id, job.owner, job.channel, message=message)
+        outcome = self.store.finish(
+            job,
+            status,
+            (JobStatus.RUNNING, JobStatus.QUEUED),
+            self.settings.max_running_per_user,
+            fields=fields,
+            event=event.fields(),
+        )
+        if not outcome.won:
+            log.info("job %s: already %s, not marked %s again", job.id, outcome.previous, status.value)
+        for released, rank in outcome.released:
+            self.dispatcher.send(self.store.get(released), rank)
+        return outcome.won
+
+
+class _Progress:
+    """The engine's progress callback: throttled progress events with the latest preview."""
+
+    def __init__(self, runner: JobRunner, job: Job) -> None:
+        self.runner = runner
+        self.job = job
+        self.last_sent = 0.0
+        self.last_preview: bytes | None = None
+        self.pending_preview = False
+
+    def __call__(self, step: int, total: int, preview: Image.Image | None) -> None:
+        if preview is not None:
+            self.last_preview = encode_preview(preview)
+            self.pending_preview = True
+        now = time.monotonic()
+        if now - self.last_sent < self.runner.settings.progress_interval and step < total:
+            return
+        self.last_sent = now
+        percent = min(99, int(step * 100 / max(1, total)))  # 100 % is the done event
+        preview_bytes = self.last_preview if self.pending_preview else None
+        self.pending_preview = False
+        self.runner.store.set_progress(self.job.id, percent, preview_bytes)
+        event = JobEvent(EventType.PROGRESS, self.job.id, self.job.owner, self.job.channel, percent, preview_bytes)
+        self.runner.events.emit(event)
+
+
+def _files_of(manifest: dict[str, Any]) -> dict[str, str]:
+    files: dict[str, str] = dict(manifest.get("files", {}))
+    files[MANIFEST] = artifact_key(manifest["id"], file_name(MANIFEST))
+    return files
+
+
+def _open(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def _import(path: str) -> Callable[[], Any]:
+    """``"package.module:attribute.attribute"`` -> the object (an engine factory)."""
+    module_name, _, attributes = path.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for attribute in filter(None, attributes.split(".")):
+            target = getattr(target, attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"DREAMLOOM_ENGINE_FACTORY={path!r} does not name an importable callable: {exc}") from exc
+    if not callable(target):
+        raise ValueError(f"DREAMLOOM_ENGINE_FACTORY={path!r} is not callable")
+    factory: Callable[[], Any] = target
+    return factory

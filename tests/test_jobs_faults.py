@@ -1,0 +1,145 @@
+"""Faults injected into a running system: real `celery worker` subprocesses (prefork), a real redis-server
+with AOF, and the S3 server taken away and brought back. Nothing may be lost or run twice to completion."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.jobs import JobStatus
+from engine.prompt import parse
+from engine.registry import Registry
+from tasks.client import JobClient
+from tasks.events import EventType
+from tasks.routing import worker_queues
+from tests.conftest import settings_env
+from tests.servers import RedisServer, WorkerProcess, wait_until
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[list[WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    yield started
+    for worker in started:
+        worker.stop()
+
+
+def start_worker(workers, settings, registry_file, tmp_path, name="worker", **env) -> WorkerProcess:
+    log_file = tmp_path / f"{name}-{len(workers)}.log"
+    worker = WorkerProcess(settings_env(settings, registry_file, **env), worker_queues(["sd15"]), log_file)
+    workers.append(worker.start())
+    return worker
+
+
+def done_events(client: JobClient, job_id: str) -> list[EventType]:
+    kinds = []
+    while batch := client.events.read("faults", "reader", count=100, block_ms=50):
+        kinds += [e.type for e in batch if e.job_id == job_id]
+        client.events.ack("faults", *[e.id for e in batch if e.id])
+    return kinds
+
+
+def test_a_worker_killed_mid_job_is_replaced_and_the_job_finishes_once(
+    client, settings, registry_file, tmp_path, workers
+):
+    pid_file = tmp_path / "engine.pid"
+    worker = start_worker(
+        workers, settings, registry_file, tmp_path,
+        DREAMLOOM_ENGINE_FACTORY="tests.fake_engines:slow_engine",
+        DREAMLOOM_TEST_STEP_SECONDS="0.5",
+        DREAMLOOM_TEST_PID_FILE=str(pid_file),
+    )  # fmt: skip
+    job = client.submit(parse("a lighthouse --q 2 --seed 3"), owner="alice")
+    wait_until(lambda: client.get(job.id).progress > 0, timeout=120, what="the job to be rendering")
+    victim = int(pid_file.read_text())
+    assert victim in worker.children()
+    os.kill(victim, signal.SIGKILL)
+
+    wait_until(lambda: client.get(job.id).finished, timeout=180, what="the redelivered job to finish")
+    final = client.get(job.id)
+    assert final.status is JobStatus.DONE
+    assert final.attempts == 2, "redelivered once after the kill"
+    assert int(pid_file.read_text()) != victim, "a new pool process ran it"
+    assert done_events(client, job.id).count(EventType.DONE) == 1
+    assert client.artifact(job.id, "grid")[:4] == b"\x89PNG"
+    assert "SIGKILL" in worker.log()
+
+
+def test_storage_unreachable_mid_job_is_retried_and_the_job_finishes(
+    client, settings, registry_file, tmp_path, workers, s3_server
+):
+    worker = start_worker(
+        workers, settings, registry_file, tmp_path,
+        DREAMLOOM_ENGINE_FACTORY="tests.fake_engines:slow_engine",
+        DREAMLOOM_TEST_STEP_SECONDS="0.5",
+    )  # fmt: skip
+    job = client.submit(parse("a lighthouse --seed 4"), owner="alice")
+    wait_until(lambda: client.get(job.id).status is JobStatus.RUNNING, timeout=120, what="the job to start")
+    s3_server.stop()
+    try:
+        wait_until(lambda: "storage: could not store" in worker.log(), timeout=60, what="a failed upload")
+        time.sleep(2)  # a few seconds of outage, with retries
+    finally:
+        s3_server.start()
+    wait_until(lambda: client.get(job.id).finished, timeout=60, what="the job to finish")
+    assert client.get(job.id).status is JobStatus.DONE
+    assert client.artifact(job.id, "manifest")
+    assert done_events(client, job.id).count(EventType.DONE) == 1
+
+
+def test_queued_jobs_survive_a_redis_crash_with_aof(settings, registry_file, tmp_path, workers):
+    server = RedisServer(tmp_path / "aof-redis", appendonly=True).start()
+    try:
+        aof_settings = dataclasses.replace(settings, redis_url=server.url)
+        client = JobClient(aof_settings, registry=Registry.from_toml(registry_file))
+        jobs = [client.submit(parse(f"survivor {n} --seed {n}"), owner=f"user{n}") for n in range(3)]
+        server.kill()  # SIGKILL: no chance to save anything beyond the append-only file
+        server.start()
+        assert [client.get(job.id).status for job in jobs] == [JobStatus.QUEUED] * 3, "records survived"
+        start_worker(workers, aof_settings, registry_file, tmp_path)
+        def all_finished() -> bool:
+            return all(client.get(job.id).finished for job in jobs)
+
+        wait_until(all_finished, timeout=180, what="the queued jobs to finish")
+        assert [client.get(job.id).status for job in jobs] == [JobStatus.DONE] * 3
+    finally:
+        server.stop()
+
+
+def test_a_poison_job_fails_after_the_attempt_cap_and_the_worker_goes_on(
+    client, settings, registry_file, tmp_path, workers
+):
+    capped = dataclasses.replace(settings, max_attempts=3)
+    start_worker(workers, capped, registry_file, tmp_path, DREAMLOOM_ENGINE_FACTORY="tests.fake_engines:poison_engine")
+    poison = client.submit(parse("a poison pill"), owner="alice")
+    healthy = client.submit(parse("a healthy cat"), owner="bob")
+    wait_until(lambda: client.get(poison.id).finished, timeout=240, what="the poison job to be given up")
+    final = client.get(poison.id)
+    assert final.status is JobStatus.FAILED
+    assert final.error is not None
+    assert "stopped its worker 3 times and was given up" in final.error
+    assert final.attempts == 4
+    wait_until(lambda: client.get(healthy.id).finished, timeout=120, what="the healthy job")
+    assert client.get(healthy.id).status is JobStatus.DONE
+
+
+def test_a_job_over_its_time_limit_fails_with_a_reason(client, settings, registry_file, tmp_path, workers):
+    """Time limits follow a job's size; here the cap is set to 2 s so a 4-second job runs over it."""
+    strict = dataclasses.replace(settings, max_job_seconds=2)
+    strict_client = JobClient(strict, registry=Registry.from_toml(registry_file))
+    start_worker(
+        workers, strict, registry_file, tmp_path,
+        DREAMLOOM_ENGINE_FACTORY="tests.fake_engines:slow_engine",
+        DREAMLOOM_TEST_STEP_SECONDS="0.5",
+    )  # fmt: skip
+    job = strict_client.submit(parse("a slow cat --q 2"), owner="alice")
+    wait_until(lambda: strict_client.get(job.id).finished, timeout=120, what="the job to be stopped")
+    final = strict_client.get(job.id)
+    assert final.status is JobStatus.FAILED
+    assert final.error == "The job took longer than its time limit; try a smaller size, fewer steps or --q .5"

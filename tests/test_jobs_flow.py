@@ -1,0 +1,299 @@
+"""Jobs end to end through a real Celery worker, real Redis and the S3 server: submit, events, artifacts,
+follow-ups, fairness, priorities, cancel, and every kind of bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import Any
+
+import boto3
+import pytest
+
+from engine.errors import EngineError
+from engine.jobs import Action, JobStatus
+from engine.null import NullEngine
+from engine.prompt import parse
+from engine.registry import Registry
+from tasks.client import JobClient
+from tasks.errors import InvalidFollowUp, NotAllowed, QueueFull, UnknownJob
+from tasks.events import EventType
+from tasks.records import RELAX
+from tasks.worker import JobRunner
+from tests.conftest import S3_CREDENTIALS
+from tests.servers import wait_until
+
+
+def finished(client: JobClient, job_id: str, timeout: float = 60) -> Any:
+    wait_until(lambda: client.get(job_id).finished, timeout=timeout, what=f"job {job_id} to finish")
+    return client.get(job_id)
+
+
+def events_of(client: JobClient, job_id: str) -> list[Any]:
+    seen = []
+    while batch := client.events.read("test", "reader", count=100, block_ms=50):
+        seen += batch
+        client.events.ack("test", *[e.id for e in batch if e.id])
+    return [e for e in seen if e.job_id == job_id]
+
+
+def bucket_keys(settings) -> set[str]:
+    s3 = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name="us-east-1", **S3_CREDENTIALS)
+    return {item["Key"] for item in s3.list_objects_v2(Bucket=settings.s3_bucket).get("Contents", [])}
+
+
+def test_imagine_then_follow_ups_end_to_end(client, settings, start_thread_worker):
+    start_thread_worker()
+    grid_job = client.submit(parse("a lighthouse at dusk --ar 16:9 --seed 7"), owner="alice", channel="c1", guild="g1")
+    assert finished(client, grid_job.id).status is JobStatus.DONE
+    events = events_of(client, grid_job.id)
+    kinds = [e.type for e in events]
+    assert kinds[0] is EventType.STARTED
+    assert kinds.count(EventType.PROGRESS) >= 1
+    assert kinds[-1] is EventType.DONE
+    assert kinds.count(EventType.DONE) == 1
+    assert all(e.channel == "c1" for e in events)
+    previews = [e.preview for e in events if e.type is EventType.PROGRESS and e.preview]
+    assert previews, "the engine previews every 2nd step; with no throttle each reaches an event"
+    assert all(p[:4] == b"RIFF" and p[8:12] == b"WEBP" for p in previews)
+    assert client.preview(grid_job.id) == previews[-1]
+
+    keys = bucket_keys(settings)
+    for name in ("1.png", "2.png", "3.png", "4.png", "grid.png", "job.json"):
+        assert f"jobs/{grid_job.id}/{name}" in keys
+    grid_manifest = client.manifest(grid_job.id)
+    assert grid_manifest["recipe"]["seed"] == 7
+    assert grid_manifest["recipe"]["image_seeds"] == [7, 8, 9, 10]
+    assert grid_manifest["recipe"]["prompt_text"] == "a lighthouse at dusk --ar 16:9 --seed 7"
+    assert grid_manifest["lineage"] == []
+    assert client.artifact(grid_job.id, "grid")[:4] == b"\x89PNG"
+
+    variation = client.follow_up(grid_job.id, Action.VARY_STRONG, owner="bob", tile=3, channel="c1")
+    assert finished(client, variation.id).status is JobStatus.DONE
+    variation_manifest = client.manifest(variation.id)
+    assert (variation_manifest["parent"], variation_manifest["parent_tile"]) == (grid_job.id, 3)
+    assert variation_manifest["lineage"] == [grid_job.id]
+    assert variation_manifest["owner"] == "bob", "whoever clicks owns the follow-up"
+    assert variation_manifest["recipe"]["action"] == "vary_strong"
+
+    separated = client.follow_up(grid_job.id, Action.SEPARATE, owner="alice", tile=2)
+    assert separated.status is JobStatus.DONE, "U2 needs no GPU: done when follow_up returns"
+    assert client.manifest(separated.id)["recipe"]["seed"] == 8
+    upscaled = client.follow_up(separated.id, Action.UPSCALE_SUBTLE, owner="alice")
+    assert finished(client, upscaled.id).status is JobStatus.DONE
+    upscaled_manifest = client.manifest(upscaled.id)
+    assert upscaled_manifest["lineage"] == [grid_job.id, separated.id]
+    assert upscaled_manifest["recipe"]["settings"]["width"] == 160
+
+    zoomed = client.follow_up(separated.id, Action.ZOOM_OUT, owner="alice", scale=1.5)
+    panned = client.follow_up(separated.id, Action.PAN, owner="alice", direction="left")
+    rerolled = client.follow_up(grid_job.id, Action.REROLL, owner="alice")
+    for child in (zoomed, panned, rerolled):
+        assert finished(client, child.id).status is JobStatus.DONE
+    assert client.manifest(zoomed.id)["params"]["scale"] == 1.5
+    assert client.manifest(rerolled.id)["recipe"]["seed"] != 7
+
+
+def test_progress_events_are_throttled(settings, registry_file, start_thread_worker, engine):
+    from tests.fake_engines import SlowEngine
+
+    throttled = dataclasses.replace(settings, progress_interval=1.0)
+    client = JobClient(throttled, registry=Registry.from_toml(registry_file))
+    start_thread_worker(job_engine=SlowEngine(engine, step_seconds=0.25), job_settings=throttled)
+    job = client.submit(parse("a cat --q 2 --seed 1"), owner="alice")  # 8 steps of 0.25 s
+    finished(client, job.id)
+    progress = [e for e in events_of(client, job.id) if e.type is EventType.PROGRESS]
+    assert 2 <= len(progress) <= 4, f"about one a second over 2 s, not one per step ({len(progress)})"
+    assert [e.percent for e in progress] == sorted(e.percent or 0 for e in progress)
+
+
+def test_the_engine_is_built_once_per_worker_process(settings, registry_file, client):
+    built = []
+
+    def factory() -> NullEngine:
+        built.append(1)
+        return NullEngine(Registry.from_toml(registry_file))
+
+    from celery.contrib.testing.worker import start_worker
+
+    from tasks.routing import worker_queues
+    from tasks.worker import create_worker_app
+
+    app = create_worker_app(settings, engine_factory=factory)
+    with start_worker(app, pool="solo", perform_ping_check=False, queues=worker_queues(["sd15"])):
+        jobs = [client.submit(parse(f"job {n}"), owner=f"u{n}") for n in range(3)]
+        for job in jobs:
+            assert finished(client, job.id).status is JobStatus.DONE
+    assert built == [1]
+
+
+def test_one_users_flood_does_not_delay_another_users_first_job(settings, registry_file, start_thread_worker):
+    limited = dataclasses.replace(settings, max_running_per_user=2, max_queued_per_user=20)
+    client = JobClient(limited, registry=Registry.from_toml(registry_file))
+    flood = [client.submit(parse(f"flood {n}"), owner="alice") for n in range(20)]
+    assert [j.status for j in flood].count(JobStatus.QUEUED) == 2
+    assert [j.status for j in flood].count(JobStatus.HELD) == 18
+    first_of_bob = client.submit(parse("my first job"), owner="bob")
+    start_thread_worker(job_engine=NullEngine(Registry.from_toml(registry_file)), job_settings=limited)
+    for job in [*flood, first_of_bob]:
+        finished(client, job.id)
+    started = {job.id: client.get(job.id).started_at or 0.0 for job in [*flood, first_of_bob]}
+    bob_started = started[first_of_bob.id]
+    assert all(bob_started < started[job.id] for job in flood[2:]), "before every job beyond alice's limit"
+    assert bob_started < started[flood[1].id], "and before alice's second: each user's first job goes first"
+    order = sorted(started, key=lambda job_id: started[job_id])
+    alice_order = [job_id for job_id in order if job_id != first_of_bob.id]
+    assert alice_order == [job.id for job in flood], "held jobs are released in the order they came"
+
+
+def test_relax_jobs_run_only_when_no_fast_job_waits(client, registry_file, start_thread_worker):
+    relaxed = [client.submit(parse(f"relax {n}"), owner=f"r{n}", mode=RELAX) for n in range(3)]
+    fast = [client.submit(parse(f"fast {n}"), owner=f"f{n}") for n in range(3)]
+    start_thread_worker(job_engine=NullEngine(Registry.from_toml(registry_file)))
+    for job in [*relaxed, *fast]:
+        finished(client, job.id)
+    latest_fast = max(client.get(j.id).started_at or 0 for j in fast)
+    assert all((client.get(j.id).started_at or 0) > latest_fast for j in relaxed)
+
+
+def test_queue_positions_and_held_jobs(settings, registry_file):
+    limited = dataclasses.replace(settings, max_running_per_user=1, max_queued_per_user=3)
+    client = JobClient(limited, registry=Registry.from_toml(registry_file))
+    a1, a2, a3 = (client.submit(parse(f"a {n}"), owner="alice") for n in range(3))
+    b1 = client.submit(parse("b"), owner="bob")
+    assert client.queue_info(a1.id).position == 1
+    assert client.queue_info(b1.id).position == 2
+    held = client.queue_info(a3.id)
+    assert (held.status, held.held_behind) == (JobStatus.HELD, 1)
+    assert client.queue_info(a2.id).held_behind == 0
+    client.store.record_duration("sd15", 10.0)
+    assert client.queue_info(b1.id).eta_seconds == 20.0, "two jobs ahead on one worker, 10 s each"
+    client.submit(parse("a 4"), owner="alice")
+    with pytest.raises(QueueFull, match="Queue full: you already have 3 jobs waiting"):
+        client.submit(parse("a 5"), owner="alice")
+
+
+def test_cancel_held_queued_and_running_jobs(client, settings, registry_file, start_thread_worker, engine):
+    limited = dataclasses.replace(settings, max_running_per_user=1)
+    client = JobClient(limited, registry=Registry.from_toml(registry_file))
+    first = client.submit(parse("one --q 2 --seed 1"), owner="alice")
+    held = client.submit(parse("two"), owner="alice")
+    assert client.cancel(held.id, by="alice").status is JobStatus.CANCELLED
+    assert client.cancel(first.id, by="alice").status is JobStatus.CANCELLED
+    assert [e.type for e in events_of(client, first.id)] == [EventType.CANCELLED]
+
+    from tests.fake_engines import SlowEngine
+
+    running = client.submit(parse("three --q 2 --seed 2"), owner="alice")
+    start_thread_worker(job_engine=SlowEngine(engine), job_settings=limited)
+    wait_until(lambda: client.get(running.id).status is JobStatus.RUNNING, what="the job to start")
+    wait_until(lambda: client.get(running.id).progress > 0, what="a first step")
+    client.cancel(running.id, by="alice")
+    assert finished(client, running.id, timeout=20).status is JobStatus.CANCELLED
+    kinds = [e.type for e in events_of(client, running.id)]
+    assert kinds[-1] is EventType.CANCELLED
+    assert EventType.DONE not in kinds
+    assert client.get(first.id).status is JobStatus.CANCELLED, "the stale queue entry was skipped"
+    assert client.get(first.id).attempts == 0
+
+
+def test_bad_input_gets_clear_errors_and_changes_nothing(client, registry_file, start_thread_worker):
+    for call in (
+        lambda: client.get("0" * 32),
+        lambda: client.cancel("0" * 32, by="alice"),
+        lambda: client.follow_up("0" * 32, Action.VARY_SUBTLE, owner="alice", tile=1),
+        lambda: client.follow_up("not-an-id!", Action.VARY_SUBTLE, owner="alice", tile=1),
+    ):
+        with pytest.raises(UnknownJob, match="does not exist or was deleted"):
+            call()
+
+    class Broken:
+        def imagine(self, request: Any, **options: Any) -> Any:
+            raise EngineError("The model could not render this prompt")
+
+    start_thread_worker(job_engine=Broken())
+    failed = finished(client, client.submit(parse("x"), owner="alice").id)
+    assert (failed.status, failed.error) == (JobStatus.FAILED, "The model could not render this prompt")
+    assert events_of(client, failed.id)[-1].message == "The model could not render this prompt"
+    with pytest.raises(InvalidFollowUp, match="The job failed; only a finished job's images can be used"):
+        client.follow_up(failed.id, Action.VARY_SUBTLE, owner="alice", tile=1)
+
+    done = client.submit(parse("y"), owner="alice")
+    client.store.finish(done, JobStatus.DONE, (JobStatus.QUEUED,), 2, fields={"files": json.dumps({})})
+    for tile in (0, 5, None):
+        with pytest.raises(InvalidFollowUp, match="tile must be 1, 2, 3 or 4"):
+            client.follow_up(done.id, Action.VARY_STRONG, owner="alice", tile=tile)
+    with pytest.raises(InvalidFollowUp, match="zoom_out is not available on a grid"):
+        client.follow_up(done.id, Action.ZOOM_OUT, owner="alice", tile=1)
+    single = client.submit(parse("w"), owner="alice")
+    client.store.update(single.id, action=Action.SEPARATE.value)
+    client.store.finish(single, JobStatus.DONE, (JobStatus.QUEUED,), 2, fields={"files": json.dumps({})})
+    with pytest.raises(InvalidFollowUp, match=r"Zoom must be from 1 to 2 \(got 3\)"):
+        client.follow_up(single.id, Action.ZOOM_OUT, owner="alice", scale=3.0)
+    with pytest.raises(InvalidFollowUp, match="Pan direction must be left, right, up or down"):
+        client.follow_up(single.id, Action.PAN, owner="alice", direction="sideways")
+    with pytest.raises(InvalidFollowUp, match="reroll is not available on a single image"):
+        client.follow_up(single.id, Action.REROLL, owner="alice")
+    with pytest.raises(InvalidFollowUp, match="works on the whole image; no tile"):
+        client.follow_up(single.id, Action.UPSCALE_SUBTLE, owner="alice", tile=2)
+
+    queued = client.submit(parse("z"), owner="alice")
+    before = client.get(queued.id)
+    with pytest.raises(NotAllowed, match="Only the person who started a job can cancel it"):
+        client.cancel(queued.id, by="mallory")
+    assert client.get(queued.id) == before, "nothing changed"
+    with pytest.raises(InvalidFollowUp, match="already done"):
+        client.cancel(done.id, by="alice")
+
+
+def test_a_redelivered_job_whose_result_exists_is_not_rendered_again(client, settings):
+    """The worker stored everything and died before marking the job done: the next delivery finishes it
+    from storage without rendering, and there is exactly one done event."""
+    job = client.submit(parse("a cat --seed 5"), owner="alice")
+    renders = []
+
+    class Counting(NullEngine):
+        def imagine(self, request: Any, **options: Any) -> Any:
+            renders.append(request)
+            return super().imagine(request, **options)
+
+    def runner() -> JobRunner:
+        return JobRunner(settings=settings, store=client.store, events=client.events, storage=client.storage,
+                         dispatcher=client.dispatcher, engine=lambda: Counting(client.registry))  # fmt: skip
+
+    crashing = runner()
+    crashing._finish_done = lambda *args: (_ for _ in ()).throw(SystemExit("worker died"))  # type: ignore[method-assign]
+    with pytest.raises(SystemExit):
+        crashing.run(job.id, worker="w1")
+    assert client.get(job.id).status is JobStatus.RUNNING
+    assert len(renders) == 1
+
+    runner().run(job.id, worker="w2")
+    assert client.get(job.id).status is JobStatus.DONE
+    assert len(renders) == 1, "not rendered again"
+    runner().run(job.id, worker="w3")
+    assert [e.type for e in events_of(client, job.id)].count(EventType.DONE) == 1
+
+
+def test_importing_the_client_does_not_import_torch():
+    from tests.test_imports import modules_loaded_by
+
+    loaded = modules_loaded_by("import tasks.client, tasks.store, tasks.events, tasks.storage")
+    assert "tasks" in loaded
+    assert "torch" not in loaded
+    assert "diffusers" not in loaded
+
+
+def test_recover_resends_jobs_whose_sender_crashed(client, registry_file, start_thread_worker):
+    job = client.submit(parse("lost"), owner="alice")
+    orphan = client.store.get(job.id)
+    # As if the sender died between admitting the job and handing it to the broker:
+    client.redis.delete("dreamloom:waiting:sd15")
+    client.redis.sadd("dreamloom:unsent", orphan.id)
+    client.redis.hset(f"dreamloom:job:{orphan.id}", "queued_at", str(time.time() - 120))
+    client.redis.delete("dreamloom.sd15.fast")  # the broker lost it too
+    assert client.recover() == [orphan.id]
+    start_thread_worker(job_engine=NullEngine(Registry.from_toml(registry_file)))
+    assert finished(client, orphan.id).status is JobStatus.DONE
+    assert client.recover() == []
