@@ -103,6 +103,7 @@ def test_queued_jobs_survive_a_redis_crash_with_aof(settings, registry_file, tmp
         server.start()
         assert [client.get(job.id).status for job in jobs] == [JobStatus.QUEUED] * 3, "records survived"
         start_worker(workers, aof_settings, registry_file, tmp_path)
+
         def all_finished() -> bool:
             return all(client.get(job.id).finished for job in jobs)
 
