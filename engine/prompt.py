@@ -32,7 +32,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-__all__ = ["ImagineRequest", "PromptError", "WeightedPrompt", "expand_permutations", "parse"]
+__all__ = ["ImagineRequest", "PromptError", "WeightedPrompt", "expand_permutations", "given_parameters", "parse"]
 
 MAX_SEED = 4_294_967_295
 QUALITY_VALUES = (0.25, 0.5, 1.0, 2.0)
@@ -328,6 +328,13 @@ def parse(text: str) -> ImagineRequest:
             None, "The prompt is empty: describe the image before the parameters, e.g. 'a lighthouse --ar 16:9'"
         )
     return ImagineRequest(prompt=prompt, parts=parts, image_urls=tuple(image_urls), **fields)
+
+
+def given_parameters(text: str) -> set[str]:
+    """The canonical names of the parameters ``text`` gives (``--ar`` counts as ``--aspect``), without
+    validating anything: for adding a user's defaults only where the prompt says nothing."""
+    tokens = _DASH_PARAM.sub("--", text).split()
+    return {param.name for typed, _ in _group_parameters(tokens) if (param := _PARAMS_BY_NAME.get(typed))}
 
 
 def _read_parameters(tokens: list[str]) -> dict[str, Any]:

@@ -35,8 +35,9 @@ class Blocklist:
         return cls(env.get("DREAMLOOM_BLOCKLIST", "").split(","))
 
     def find(self, text: str) -> str | None:
+        """The listed phrase that ``text`` uses (whatever its case and spacing there), or None."""
         match = self._pattern.search(text) if self._pattern else None
-        return match[1].lower() if match else None
+        return " ".join(match[1].lower().split()) if match else None
 
     def check(self, request: ImagineRequest) -> None:
         """Raise ``Blocked`` when the prompt (the --no text is exempt) uses a blocked phrase."""

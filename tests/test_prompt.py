@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from engine.prompt import ImagineRequest, PromptError, WeightedPrompt, expand_permutations, parse
+from engine.prompt import ImagineRequest, PromptError, WeightedPrompt, expand_permutations, given_parameters, parse
 
 
 def refused(text: str) -> PromptError:
@@ -407,3 +407,9 @@ def test_from_dict_refuses_tampered_data():
         ImagineRequest.from_dict({**data, "colour": "red"})
     with pytest.raises(PromptError, match="does not match"):
         ImagineRequest.from_dict({**data, "prompt": "a dog"})
+
+
+def test_given_parameters_names_what_a_prompt_sets():
+    assert given_parameters("a cat --ar 16:9 \u2014s 250 --no dogs --v 6") == {"--aspect", "--stylize", "--no", "--version"}
+    assert given_parameters("a cat") == set()
+    assert given_parameters("a cat --nonsense 3 --tile") == {"--tile"}, "unknown names are left to parse() to refuse"
