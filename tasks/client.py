@@ -250,9 +250,16 @@ class JobClient:
         """Remember the Discord message (or page element) that shows the job."""
         self.store.update(self.store.get(job_id).id, message_id=message_id)
 
-    def claim(self, job_id: str, what: str, by: str) -> bool:
-        """True for exactly one caller per (job, what): e.g. who posts a job's result."""
-        return self.store.claim_field(self.store.get(job_id).id, f"claim:{what}", by)
+    def get_mark(self, job_id: str, name: str) -> str | None:
+        """A front end's note on a job, e.g. which Discord message shows its result."""
+        return self.store.get_field(self.store.get(job_id).id, f"mark:{name}")
+
+    def set_mark(self, job_id: str, name: str, value: str) -> None:
+        self.store.update(self.store.get(job_id).id, **{f"mark:{name}": value})
+
+    def claim_mark(self, job_id: str, name: str, value: str) -> bool:
+        """Set a mark only if it is unset: True for exactly one caller (e.g. who posts a job's result)."""
+        return self.store.claim_field(self.store.get(job_id).id, f"mark:{name}", value)
 
     def recover(self, older_than: float = UNSENT_GRACE_SECONDS) -> list[str]:
         """Send again admitted jobs that never reached the broker (their sender crashed); returns their ids.

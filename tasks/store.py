@@ -159,6 +159,10 @@ class JobStore:
         if encoded:
             self.redis.hset(_job_key(job_id), mapping=cast(Any, encoded))
 
+    def get_field(self, job_id: str, name: str) -> str | None:
+        value = cast(bytes | None, self.redis.hget(_job_key(job_id), name))
+        return None if value is None else value.decode()
+
     def claim_field(self, job_id: str, name: str, value: str) -> bool:
         """Set a field only if it is unset; True when this call set it (e.g. who posts a result)."""
         return bool(self.redis.hsetnx(_job_key(job_id), name, value))
