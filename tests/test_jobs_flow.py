@@ -4,6 +4,7 @@ follow-ups, fairness, priorities, cancel, and every kind of bad input."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import time
 from typing import Any
@@ -104,8 +105,11 @@ def test_progress_events_are_throttled(settings, registry_file, start_thread_wor
     job = client.submit(parse("a cat --q 2 --seed 1"), owner="alice")  # 8 steps of 0.25 s
     finished(client, job.id)
     progress = [e for e in events_of(client, job.id) if e.type is EventType.PROGRESS]
-    assert 2 <= len(progress) <= 4, f"about one a second over 2 s, not one per step ({len(progress)})"
+    assert progress
     assert [e.percent for e in progress] == sorted(e.percent or 0 for e in progress)
+    # At most one a second (the last step always reports): spacing, not a count, so a busy machine passes too.
+    gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(progress[:-1])]
+    assert all(gap >= 0.95 for gap in gaps), gaps
 
 
 def test_the_engine_is_built_once_per_worker_process(settings, registry_file, client):
