@@ -1,0 +1,5 @@
+"""``python -m bot``: the Discord bot."""
+
+from bot.launcher import main
+
+main()

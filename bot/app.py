@@ -1,0 +1,78 @@
+"""The Discord bot: its extensions, the persistent buttons, and checks every command shares."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.buttons import JobButton
+from bot.desk import Desk
+from bot.messages import NotHere, describe_error, error_embed
+from bot.settings import BotSettings
+from engine.errors import Blocked
+from engine.safety import Blocklist
+from tasks.client import JobClient
+
+__all__ = ["DreamloomBot", "reply_error"]
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = ("bot.cogs.imagine", "bot.cogs.buttons", "bot.cogs.results", "bot.cogs.account", "bot.cogs.admin",
+              "bot.cogs.reactions")  # fmt: skip
+
+
+class DreamloomBot(commands.Bot):
+    def __init__(self, client: JobClient, settings: BotSettings) -> None:
+        intents = discord.Intents.default()  # guilds, reactions and DMs; no message content needed
+        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None)
+        self.settings = settings
+        self.desk = Desk(client, settings)
+        self.tree.error(self.on_app_command_error)
+
+    async def setup_hook(self) -> None:
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        self.add_dynamic_items(JobButton)
+        if self.settings.guilds:
+            for guild_id in self.settings.guilds:
+                guild = discord.Object(id=guild_id)
+                self.tree.copy_global_to(guild=guild)
+                await self.tree.sync(guild=guild)
+        else:
+            await self.tree.sync()
+
+    async def check_guild(self, interaction: discord.Interaction, prompt: str | None = None) -> None:
+        """Refuse commands outside the guild's chosen channels, and prompts with its banned phrases."""
+        if interaction.guild_id is None:
+            return
+        config = await self.desk.call(self.desk.prefs.guild, str(interaction.guild_id))
+        if not config.allows(interaction.channel_id):
+            channels = ", ".join(f"<#{c}>" for c in sorted(config.channels))
+            raise NotHere(f"dreamloom answers in {channels} on this server")
+        if prompt is not None and config.blocklist and (found := Blocklist(config.blocklist).find(prompt)):
+            raise Blocked(f"'{found}' is not allowed on this server; rephrase the prompt without it")
+
+    async def on_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+        if isinstance(cause, app_commands.CheckFailure):
+            title, line = "Not allowed", "You need the Manage Server permission for that"
+        else:
+            title, line = describe_error(cause)
+            if title == "Something went wrong":
+                log.error("command %s failed", getattr(interaction.command, "name", "?"), exc_info=cause)
+        await reply_error(interaction, title, line)
+
+
+async def reply_error(interaction: discord.Interaction, title: str, line: str) -> None:
+    """An ephemeral error, whether or not the interaction was answered already."""
+    embed = error_embed(title, line)
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(embed=embed, ephemeral=True)
+        else:
+            await interaction.response.send_message(embed=embed, ephemeral=True)
+    except discord.HTTPException:
+        log.warning("could not tell the user about an error: %s: %s", title, line)

@@ -1,0 +1,122 @@
+"""The bot's side of the job system: async access to ``JobClient``, user preferences, and the bot's own
+records (which message shows which job), plus posting job messages and results.
+
+``JobClient`` is synchronous (a Redis round trip is well under a millisecond on a LAN); calls go through
+``asyncio.to_thread`` so a slow moment never blocks the gateway.
+
+Results are posted at most once: a mark on the job says "posting" before the message goes out and
+"posted:<id>" after. A bot that crashed in between finds its message in the channel's recent history
+instead of posting a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import discord
+from PIL import Image
+
+from bot.buttons import grid_view, single_view
+from bot.messages import result_content, result_embed
+from bot.prefs import PreferenceStore
+from bot.settings import BotSettings
+from engine.jobs import GRID_ACTIONS
+from tasks.client import JobClient
+from tasks.records import Job
+
+__all__ = ["Desk"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_MESSAGE_KEY = "dreamloom:bot:message:{}"
+_HISTORY_SEARCHED = 50  # messages looked through for a result a crashed bot may already have posted
+RESULT_MARK = "discord-result"
+
+
+class Desk:
+    def __init__(self, client: JobClient, settings: BotSettings) -> None:
+        self.client = client
+        self.settings = settings
+        self.prefs = PreferenceStore(client.redis)
+
+    async def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.to_thread(function, *args, **kwargs)
+
+    # --- which message shows which job ------------------------------------------------------------------
+
+    async def remember(self, message_id: int, job_id: str) -> None:
+        await self.call(self.client.redis.set, _MESSAGE_KEY.format(message_id), job_id)
+
+    async def forget(self, message_id: int) -> None:
+        await self.call(self.client.redis.delete, _MESSAGE_KEY.format(message_id))
+
+    async def job_of_message(self, message_id: int) -> str | None:
+        value = cast(bytes | None, await self.call(self.client.redis.get, _MESSAGE_KEY.format(message_id)))
+        return value.decode() if value is not None else None
+
+    # --- posting ----------------------------------------------------------------------------------------
+
+    async def post_job_message(self, channel: discord.abc.Messageable, job: Job, line: str) -> discord.Message:
+        """The message that shows a job while it waits and renders (edited with progress)."""
+        message = await channel.send(line, allowed_mentions=discord.AllowedMentions.none())
+        await self.call(self.client.set_message, job.id, str(message.id))
+        await self.remember(message.id, job.id)
+        return message
+
+    async def post_result(
+        self, channel: discord.abc.Messageable, job: Job, once: bool = True
+    ) -> discord.Message | None:
+        """The finished job as a channel message with its picture and buttons, mentioning its owner.
+        With ``once``, a job's result is posted a single time however often this is called."""
+        if once:
+            mark = await self.call(self.client.get_mark, job.id, RESULT_MARK)
+            if mark is not None and mark.startswith("posted:"):
+                return None
+            if not await self.call(self.client.claim_mark, job.id, RESULT_MARK, "posting"):
+                found = await self._find_posted(channel, job.id)
+                if found is not None:
+                    await self.call(self.client.set_mark, job.id, RESULT_MARK, f"posted:{found.id}")
+                    return None
+        manifest = await self.call(self.client.manifest, job.id)
+        picture = await self.picture_file(job)
+        message = await channel.send(
+            result_content(job),
+            embed=result_embed(job, manifest, picture.filename),
+            file=picture,
+            view=grid_view(job.id) if job.action in GRID_ACTIONS else single_view(job.id),
+            allowed_mentions=discord.AllowedMentions(users=True, everyone=False, roles=False),
+        )
+        await self.remember(message.id, job.id)
+        if once:
+            await self.call(self.client.set_mark, job.id, RESULT_MARK, f"posted:{message.id}")
+        return message
+
+    async def _find_posted(self, channel: discord.abc.Messageable, job_id: str) -> discord.Message | None:
+        """A result for ``job_id`` among the channel's recent messages (posted before a crash)."""
+        try:
+            async for message in channel.history(limit=_HISTORY_SEARCHED):
+                if any(job_id in (getattr(c, "custom_id", None) or "") for row in message.components
+                       for c in getattr(row, "children", [])):  # fmt: skip
+                    return message
+        except discord.HTTPException:
+            log.warning("could not read the history of channel %s", getattr(channel, "id", "?"))
+        return None
+
+    async def picture_file(self, job: Job) -> discord.File:
+        is_grid = job.action in GRID_ACTIONS
+        picture = await self.call(self.client.artifact, job.id, "grid" if is_grid else "1")
+        filename = f"dreamloom_{job.id[:8]}.jpg"
+        return discord.File(io.BytesIO(await self.call(encode_for_discord, picture)), filename=filename)
+
+
+def encode_for_discord(png: bytes) -> bytes:
+    """A stored PNG as the JPEG the bot posts: a fraction of the size, well under Discord's upload limit."""
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90, subsampling=0)
+    return buffer.getvalue()

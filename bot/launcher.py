@@ -1,0 +1,55 @@
+"""Running the Discord bot: ``python -m bot`` (or ``dreamloom bot``), configured from the environment."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import discord.gateway
+import discord.http
+import yarl
+
+from bot.app import DreamloomBot
+from bot.settings import BotSettings
+from tasks.client import JobClient
+
+__all__ = ["main", "run_discord_bot"]
+
+log = logging.getLogger(__name__)
+
+
+async def run_discord_bot(settings: BotSettings, client: JobClient) -> None:
+    """Log in and serve until cancelled or closed."""
+    if settings.token is None:
+        raise ValueError("DISCORD_TOKEN is not set: create a bot at https://discord.com/developers and set its token")
+    if settings.api_url:
+        discord.http.Route.BASE = settings.api_url
+    if settings.gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.gateway_url)
+    bot = DreamloomBot(client, settings)
+    async with bot:
+        await bot.start(settings.token.reveal())
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(_serve_until_signalled())
+
+
+async def _serve_until_signalled() -> None:
+    """Run the bot until SIGINT or SIGTERM (Ctrl-C, docker stop), then log out cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    bot = asyncio.create_task(run_discord_bot(BotSettings.from_env(), JobClient.from_env()))
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({bot, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not bot.done():
+        log.info("stopping the bot")
+        bot.cancel()
+    stopping.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await bot

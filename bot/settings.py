@@ -1,0 +1,62 @@
+"""The Discord bot's configuration, read once from the environment. The token never prints."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tasks.settings import Secret
+
+__all__ = ["BOT_ENVIRONMENT", "BotSettings"]
+
+BOT_ENVIRONMENT = {
+    "token": "DISCORD_TOKEN",
+    "api_url": "DREAMLOOM_DISCORD_API_URL",
+    "gateway_url": "DREAMLOOM_DISCORD_GATEWAY_URL",
+    "guilds": "DREAMLOOM_DISCORD_GUILDS",
+    "consumer": "DREAMLOOM_BOT_CONSUMER",
+    "edit_interval": "DREAMLOOM_BOT_EDIT_INTERVAL",
+    "max_jobs_per_command": "DREAMLOOM_BOT_MAX_JOBS_PER_COMMAND",
+}
+
+
+@dataclass(frozen=True)
+class BotSettings:
+    token: Secret | None = None  # DISCORD_TOKEN; the bot does not start without it
+    api_url: str | None = None  # Discord's REST API base, for a proxy (default: discord.py's own)
+    gateway_url: str | None = None  # and its gateway
+    guilds: tuple[int, ...] = ()  # sync slash commands to these guilds at once (else globally, which is slower)
+    consumer: str = "bot"  # this bot's name in the job events' consumer group: keep it across restarts
+    edit_interval: float = 3.0  # seconds between progress edits of one job message
+    max_jobs_per_command: int = 10  # {permutations} x --repeat jobs one /imagine may start
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> BotSettings:
+        env = os.environ if environ is None else environ
+
+        def value(name: str) -> str | None:
+            raw = env.get(BOT_ENVIRONMENT[name], "").strip()
+            return raw or None
+
+        token = value("token")
+        guilds = value("guilds")
+        try:
+            guild_ids = tuple(int(g) for g in guilds.replace(" ", "").split(",") if g) if guilds else ()
+            edit_interval = float(value("edit_interval") or 3.0)
+            max_jobs = int(value("max_jobs_per_command") or 10)
+        except ValueError as exc:
+            raise ValueError(
+                "DREAMLOOM_DISCORD_GUILDS must be comma-separated guild ids, DREAMLOOM_BOT_EDIT_INTERVAL a number "
+                f"and DREAMLOOM_BOT_MAX_JOBS_PER_COMMAND a whole number ({exc})"
+            ) from None
+        return cls(
+            token=Secret(token) if token else None,
+            api_url=value("api_url"),
+            gateway_url=value("gateway_url"),
+            guilds=guild_ids,
+            consumer=value("consumer") or f"bot-{socket.gethostname()}",
+            edit_interval=edit_interval,
+            max_jobs_per_command=max(1, max_jobs),
+        )
