@@ -17,6 +17,8 @@ Keys (prefix ``dreamloom:``)::
     unsent                   set: admitted jobs not yet handed to the broker (recovered after a crash)
     workers:{family}         sorted set: workers by last sign of life
     stats:{family}           hash: moving average of a job's run time
+    counts                   hash: how many jobs are in each status (kept by the scripts, for metrics)
+    families                 set: the model families jobs were queued for
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = ["PREFIX", "Admission", "Finish", "JobStore"]
 
 PREFIX = "dreamloom:"
 EVENT_STREAM = PREFIX + "events"
+COUNTS = PREFIX + "counts"
 EVENT_STREAM_MAXLEN = 50_000
 PREVIEW_TTL_SECONDS = 3600
 CANCEL_TTL_SECONDS = 86_400
@@ -52,6 +55,7 @@ else
 end
 for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('HSET', KEYS[1], 'status', status)
+redis.call('HINCRBY', KEYS[6], status, 1)
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
 if status == 'queued' then
   redis.call('SADD', KEYS[2], ARGV[1])
@@ -68,12 +72,16 @@ local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'queued' and status ~= 'running' then return {0, status or ''} end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[2], 'worker', ARGV[3])
+if status == 'queued' then
+  redis.call('HINCRBY', KEYS[4], 'queued', -1)
+  redis.call('HINCRBY', KEYS[4], 'running', 1)
+end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('SREM', KEYS[3], ARGV[1])
 return {attempts, status}
 """
 
-# KEYS: job, stream, owner's active set, owner's held list, family waiting set, unsent set
+# KEYS: job, stream, owner's active set, owner's held list, family waiting set, unsent set, status counts
 # ARGV: id, allowed statuses (comma-separated), new status, now, max active, job key prefix, stream maxlen,
 #       number of field pairs, field pairs..., event pairs...
 _FINISH = """
@@ -85,6 +93,8 @@ for s in string.gmatch(ARGV[2], '[^,]+') do
 end
 if not allowed then return {0, status} end
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'finished_at', ARGV[4])
+redis.call('HINCRBY', KEYS[7], status, -1)
+redis.call('HINCRBY', KEYS[7], ARGV[3], 1)
 local i = 9
 for j = 1, tonumber(ARGV[8]) do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
@@ -112,6 +122,8 @@ while redis.call('SCARD', KEYS[3]) < tonumber(ARGV[5]) do
     redis.call('SADD', KEYS[3], next_id)
     redis.call('SADD', KEYS[6], next_id)
     redis.call('HSET', key, 'status', 'queued', 'queued_at', ARGV[4])
+    redis.call('HINCRBY', KEYS[7], 'held', -1)
+    redis.call('HINCRBY', KEYS[7], 'queued', 1)
     table.insert(result, next_id)
     table.insert(result, rank)
   end
@@ -191,6 +203,7 @@ class JobStore:
             _user_key(job.owner, "held"),
             _user_key(job.owner, "jobs"),
             PREFIX + "unsent",
+            COUNTS,
         ]
         status, rank = self._admit(keys=keys, args=[job.id, max_active, max_held, time.time(), *pairs])
         return Admission(_text(status), int(rank))
@@ -201,6 +214,7 @@ class JobStore:
         with self.redis.pipeline() as pipe:
             pipe.hset(_job_key(job.id), mapping=cast(Any, mapping))
             pipe.zadd(_user_key(job.owner, "jobs"), {job.id: job.created_at})
+            pipe.hincrby(COUNTS, JobStatus.RUNNING.value, 1)
             pipe.execute()
 
     def mark_sent(self, job: Job, priority: int) -> None:
@@ -210,13 +224,14 @@ class JobStore:
             pipe.hset(_job_key(job.id), "sent_at", str(time.time()))
             pipe.zadd(_waiting_key(job.family), {job.id: priority * 10**13 + sequence})
             pipe.srem(PREFIX + "unsent", job.id)
+            pipe.sadd(PREFIX + "families", job.family)
             pipe.execute()
 
     def begin(self, job_id: str, worker: str) -> tuple[int, str]:
         """Start an attempt: (attempts so far including this one, previous status), or (0, status) when the
         job must not run (finished, cancelled, unknown)."""
         job = self.get(job_id)
-        keys = [_job_key(job_id), _waiting_key(job.family), PREFIX + "unsent"]
+        keys = [_job_key(job_id), _waiting_key(job.family), PREFIX + "unsent", COUNTS]
         attempts, previous = self._begin(keys=keys, args=[job_id, time.time(), worker])
         return int(attempts), _text(previous)
 
@@ -244,6 +259,7 @@ class JobStore:
             _user_key(job.owner, "held"),
             _waiting_key(job.family),
             PREFIX + "unsent",
+            COUNTS,
         ]
         args = [
             job.id,
@@ -305,6 +321,23 @@ class JobStore:
     def workers(self, family: str) -> int:
         since = time.time() - WORKER_ALIVE_SECONDS
         return int(self.redis.zcount(PREFIX + f"workers:{family}", since, "+inf"))
+
+    def counts(self) -> dict[str, int]:
+        """How many jobs are in each status now (queued, held, running) or ended so (done, failed, cancelled)."""
+        raw = cast(dict[bytes, bytes], self.redis.hgetall(COUNTS))
+        counts = {status.value: 0 for status in JobStatus}
+        counts.update({key.decode(): int(value) for key, value in raw.items()})
+        return counts
+
+    def families_waiting(self) -> dict[str, dict[str, int]]:
+        """Jobs waiting in the queues: family -> {"fast": n, "relax": n} (relax jobs have priority 5 and up)."""
+        result: dict[str, dict[str, int]] = {}
+        for raw in cast(set[bytes], self.redis.smembers(PREFIX + "families")):
+            family = raw.decode()
+            key = _waiting_key(family)
+            relax = int(self.redis.zcount(key, 5 * 10**13, "+inf"))
+            result[family] = {"fast": int(self.redis.zcard(key)) - relax, "relax": relax}
+        return result
 
     def record_duration(self, family: str, seconds: float) -> None:
         key = PREFIX + f"stats:{family}"

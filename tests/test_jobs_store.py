@@ -135,3 +135,25 @@ def test_events_carry_previews_as_bytes(store):
     bus.emit(JobEvent(EventType.PROGRESS, "j", "alice", channel="c", percent=40, preview=b"\x00\xffWEBP"))
     (event,) = bus.read("g", "c1", block_ms=10)
     assert (event.percent, event.preview, event.channel) == (40, b"\x00\xffWEBP", "c")
+
+
+def test_status_counts_follow_every_change(store):
+    first, second, third = job(), job(), job()
+    for item in (first, second, third):
+        store.admit(item, max_active=2, max_held=5)
+    assert {k: v for k, v in store.counts().items() if v} == {"queued": 2, "held": 1}
+    store.begin(first.id, "w")
+    store.begin(first.id, "w")  # a redelivery changes nothing
+    assert (store.counts()["queued"], store.counts()["running"]) == (1, 1)
+    store.finish(first, JobStatus.DONE, (JobStatus.RUNNING,), max_active=2)
+    assert {k: v for k, v in store.counts().items() if v} == {"queued": 2, "done": 1}, "the held job was released"
+    store.finish(second, JobStatus.CANCELLED, (JobStatus.QUEUED,), max_active=2)
+    assert {k: v for k, v in store.counts().items() if v} == {"queued": 1, "done": 1, "cancelled": 1}
+
+
+def test_waiting_jobs_by_family_and_mode(store):
+    fast, relax = job(), job(owner="bob", mode=RELAX)
+    for item, level in ((fast, 0), (relax, 5)):
+        store.admit(item, 5, 5)
+        store.mark_sent(item, level)
+    assert store.families_waiting() == {"sd15": {"fast": 1, "relax": 1}}
