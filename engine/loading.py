@@ -195,6 +195,10 @@ class ModelCache:
     def loaded(self) -> list[str]:
         return list(self._models)
 
+    def load_times(self) -> dict[str, float]:
+        """Seconds each loaded model took to load, by alias."""
+        return {alias: model.load_seconds for alias, model in self._models.items()}
+
 
 def load_model(entry: ModelEntry, device: torch.device) -> LoadedModel:
     """Load ``entry`` with diffusers' auto pipeline, then apply its scheduler and speed switches."""

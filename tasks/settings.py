@@ -56,6 +56,10 @@ class Settings:
     worker_max_memory_mb: int = 0
     spool_dir: Path = field(default_factory=lambda: Path(os.environ.get("TMPDIR", "/tmp")) / "dreamloom-spool")
     engine_factory: str = "engine.generate:Engine.from_env"
+    metrics_port: int = 0  # a worker's /metrics and /healthz (0: off)
+    metrics_host: str = "0.0.0.0"  # Prometheus scrapes workers from other machines
+    log_level: str = "INFO"
+    log_format: str = "text"  # or "json", one object per line
 
     @property
     def visibility_timeout(self) -> int:
@@ -99,10 +103,14 @@ ENVIRONMENT = {
     "worker_max_memory_mb": "DREAMLOOM_WORKER_MAX_MEMORY_MB",
     "spool_dir": "DREAMLOOM_SPOOL_DIR",
     "engine_factory": "DREAMLOOM_ENGINE_FACTORY",
+    "metrics_port": "DREAMLOOM_METRICS_PORT",
+    "metrics_host": "DREAMLOOM_METRICS_HOST",
+    "log_level": "DREAMLOOM_LOG_LEVEL",
+    "log_format": "DREAMLOOM_LOG_FORMAT",
 }
 
 _INTS = {"max_running_per_user", "max_queued_per_user", "max_attempts", "max_job_seconds", "url_expiry_seconds",
-         "worker_max_tasks_per_child", "worker_max_memory_mb"}  # fmt: skip
+         "worker_max_tasks_per_child", "worker_max_memory_mb", "metrics_port"}  # fmt: skip
 _FLOATS = {"seconds_per_megapixel_step", "progress_interval", "storage_retry_seconds"}
 _PATHS = {"data_dir", "spool_dir"}
 _SECRETS = {"s3_access_key_id", "s3_secret_access_key"}

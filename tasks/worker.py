@@ -40,6 +40,8 @@ from tasks.celery_app import RENDER_TASK, make_celery
 from tasks.errors import JobError, StorageError, UnknownJob
 from tasks.events import EventBus, EventType, JobEvent
 from tasks.fetch import fetch_image
+from tasks.logs import job_context
+from tasks.metrics import FINISHED, STAGE_SECONDS, record_gpu_memory, record_model_loads
 from tasks.records import Job
 from tasks.routing import Dispatcher
 from tasks.settings import Settings
@@ -148,6 +150,10 @@ class JobRunner:
         self.spool = Spool(settings.spool_dir)
 
     def run(self, job_id: str, worker: str) -> None:
+        with job_context(job_id):
+            self._run(job_id, worker)
+
+    def _run(self, job_id: str, worker: str) -> None:
         try:
             job = self.store.get(job_id)
         except UnknownJob:
@@ -172,7 +178,9 @@ class JobRunner:
                 "it may be too large for this server, try a smaller size or fewer steps",
             )
             return
-        log.info("job %s: attempt %d on %s (%s, %s)", job.id, attempts, worker, job.action.value, job.model)
+        log.info("attempt %d on %s (%s, %s)", attempts, worker, job.action.value, job.model)
+        if attempts == 1 and job.queued_at is not None:
+            STAGE_SECONDS.labels(stage="wait").observe(max(0.0, time.time() - job.queued_at))
         self.events.emit(JobEvent(EventType.STARTED, job.id, job.owner, job.channel, percent=0))
         started = time.monotonic()
         try:
@@ -180,6 +188,7 @@ class JobRunner:
             if artifacts is None:
                 artifacts = self._render(job)
                 self.spool.save(job.id, artifacts)
+                STAGE_SECONDS.labels(stage="render").observe(time.monotonic() - started)
         except Cancelled:
             self._finish(job, JobStatus.CANCELLED, EventType.CANCELLED, "Cancelled")
             return
@@ -195,12 +204,14 @@ class JobRunner:
             return
         finally:
             self.store.worker_seen(job.family, worker)
+        stored = time.monotonic()
         try:
             files = upload(self.storage, job.id, artifacts)
         except StorageError as exc:
             where = self.settings.spool_dir / job.id
             self._fail(job, f"Could not store the images: {exc}. They are kept on worker {worker} in {where}")
             return
+        STAGE_SECONDS.labels(stage="store").observe(time.monotonic() - stored)
         if self._finish_done(job, files, None):
             self.store.record_duration(job.family, time.monotonic() - started)
         self.spool.discard(job.id)
@@ -210,6 +221,8 @@ class JobRunner:
     def _render(self, job: Job) -> dict[str, bytes]:
         reporter = _Progress(self, job)
         result = self._execute(job, reporter)
+        record_model_loads(self.engine())
+        record_gpu_memory()
         lineage = self._lineage(job)
         return prepare(job, result, lineage, reporter.last_preview)
 
@@ -298,7 +311,9 @@ class JobRunner:
             fields=fields,
             event=event.fields(),
         )
-        if not outcome.won:
+        if outcome.won:
+            FINISHED.labels(status=status.value).inc()
+        else:
             log.info("job %s: already %s, not marked %s again", job.id, outcome.previous, status.value)
         for released, rank in outcome.released:
             self.dispatcher.send(self.store.get(released), rank)

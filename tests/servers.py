@@ -137,7 +137,11 @@ class WorkerProcess:
             "-n", f"test-worker-{os.getpid()}-{free_port()}@%h", "-l", "INFO", "-f", str(self.log_file),
         ]  # fmt: skip
         self.process = subprocess.Popen(args, env=self.env, cwd=ROOT)
-        wait_until(lambda: "ready." in self.log(), timeout=120, what="the celery worker to be ready")
+        try:
+            wait_until(lambda: "ready." in self.log(), timeout=120, what="the celery worker to be ready")
+        except TimeoutError:
+            self.stop()
+            raise
         return self
 
     def log(self) -> str:

@@ -1,0 +1,98 @@
+"""Is dreamloom healthy? Checks of Redis, storage and workers that say what is wrong in plain words.
+
+    for check in run_checks(Settings.from_env()):
+        print(check.name, "ok" if check.ok else "FAIL", check.detail)
+
+``dreamloom health`` prints them (exit status 1 when one fails); ``/healthz`` on the web playground, the
+bot and each worker answers 200 or 503 with them as JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import redis
+
+from tasks.errors import StorageError
+from tasks.settings import Settings
+from tasks.storage import storage_from_settings
+from tasks.store import WORKER_ALIVE_SECONDS, JobStore
+
+__all__ = ["Check", "check_redis", "check_storage", "check_workers", "run_checks"]
+
+PROBE_KEY = "health/probe.txt"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def check_redis(settings: Settings) -> Check:
+    where = _redis_where(settings.redis_url)
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.AuthenticationError:
+        return Check("redis", False, f"Redis at {where} refused the password in REDIS_URL")
+    except redis.ConnectionError as exc:
+        reason = str(exc).split(". ")[-1].strip(".") or "connection refused"
+        return Check("redis", False, f"Redis at {where} is not reachable ({reason}); start it or fix REDIS_URL")
+    finally:
+        client.close()
+    return Check("redis", True, f"Redis at {where} answers")
+
+
+def check_storage(settings: Settings) -> Check:
+    """Write and read back a small file: the storage must accept what workers will store."""
+    try:
+        storage = storage_from_settings(dataclasses.replace(settings, storage_retry_seconds=2.0))
+        payload = f"dreamloom health probe {time.time():.0f}".encode()
+        storage.put(PROBE_KEY, payload, "text/plain")
+        if storage.get(PROBE_KEY) != payload:
+            return Check("storage", False, f"{storage.describe()} returned something else than was written")
+    except StorageError as exc:
+        hint = "is it running, and is DREAMLOOM_S3_ENDPOINT_URL right?" if exc.transient else "check the settings"
+        return Check("storage", False, f"{exc} ({hint})")
+    return Check("storage", True, f"{storage.describe()} accepts and returns files")
+
+
+def check_workers(settings: Settings, families: list[str]) -> Check:
+    """A worker must have been seen (started or finished a job, or announced itself) recently."""
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        store = JobStore(client)
+        alive = {family: store.workers(family) for family in families}
+    except redis.ConnectionError:
+        return Check("workers", False, "cannot tell: Redis is not reachable")
+    finally:
+        client.close()
+    missing = [family for family, count in alive.items() if count == 0]
+    minutes = WORKER_ALIVE_SECONDS // 60
+    if missing:
+        return Check("workers", False, f"no worker for {', '.join(missing)} seen in {minutes} minutes; start one "
+                                       "with `dreamloom worker`")  # fmt: skip
+    listed = ", ".join(f"{family}: {count}" for family, count in alive.items()) or "no models configured"
+    return Check("workers", True, f"workers seen in the last {minutes} minutes ({listed})")
+
+
+def run_checks(settings: Settings, families: list[str] | None = None) -> list[Check]:
+    redis_check = check_redis(settings)
+    checks = [redis_check, check_storage(settings)]
+    if families is not None:
+        checks.append(check_workers(settings, families) if redis_check.ok else
+                      Check("workers", False, "cannot tell: Redis is not reachable"))  # fmt: skip
+    return checks
+
+
+def _redis_where(url: str) -> str:
+    """host:port/db of a Redis URL, without the password."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or ''}"
