@@ -14,6 +14,9 @@ import yarl
 from bot.app import DreamloomBot
 from bot.settings import BotSettings
 from tasks.client import JobClient
+from tasks.health import run_checks
+from tasks.metrics import registry_for
+from tasks.ops_server import start_ops_server
 
 __all__ = ["main", "run_discord_bot"]
 
@@ -28,6 +31,10 @@ async def run_discord_bot(settings: BotSettings, client: JobClient) -> None:
         discord.http.Route.BASE = settings.api_url
     if settings.gateway_url:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.gateway_url)
+    if settings.metrics_port:
+        start_ops_server(
+            "0.0.0.0", settings.metrics_port, registry_for(client.store), lambda: run_checks(client.settings)
+        )
     bot = DreamloomBot(client, settings)
     async with bot:
         await bot.start(settings.token.reveal())

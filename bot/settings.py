@@ -19,6 +19,7 @@ BOT_ENVIRONMENT = {
     "consumer": "DREAMLOOM_BOT_CONSUMER",
     "edit_interval": "DREAMLOOM_BOT_EDIT_INTERVAL",
     "max_jobs_per_command": "DREAMLOOM_BOT_MAX_JOBS_PER_COMMAND",
+    "metrics_port": "DREAMLOOM_BOT_METRICS_PORT",
 }
 
 
@@ -31,6 +32,7 @@ class BotSettings:
     consumer: str = "bot"  # this bot's name in the job events' consumer group: keep it across restarts
     edit_interval: float = 3.0  # seconds between progress edits of one job message
     max_jobs_per_command: int = 10  # {permutations} x --repeat jobs one /imagine may start
+    metrics_port: int = 0  # serve /metrics and /healthz on this port (0: off)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> BotSettings:
@@ -46,10 +48,11 @@ class BotSettings:
             guild_ids = tuple(int(g) for g in guilds.replace(" ", "").split(",") if g) if guilds else ()
             edit_interval = float(value("edit_interval") or 3.0)
             max_jobs = int(value("max_jobs_per_command") or 10)
+            metrics_port = int(value("metrics_port") or 0)
         except ValueError as exc:
             raise ValueError(
-                "DREAMLOOM_DISCORD_GUILDS must be comma-separated guild ids, DREAMLOOM_BOT_EDIT_INTERVAL a number "
-                f"and DREAMLOOM_BOT_MAX_JOBS_PER_COMMAND a whole number ({exc})"
+                "DREAMLOOM_DISCORD_GUILDS must be comma-separated guild ids, DREAMLOOM_BOT_EDIT_INTERVAL a number, "
+                f"DREAMLOOM_BOT_MAX_JOBS_PER_COMMAND and DREAMLOOM_BOT_METRICS_PORT whole numbers ({exc})"
             ) from None
         return cls(
             token=Secret(token) if token else None,
@@ -59,4 +62,5 @@ class BotSettings:
             consumer=value("consumer") or f"bot-{socket.gethostname()}",
             edit_interval=edit_interval,
             max_jobs_per_command=max(1, max_jobs),
+            metrics_port=metrics_port,
         )

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from tasks.client import JobClient
 from tests.conftest import settings_env
 from tests.discord_double import BackgroundDouble
 from tests.discord_double.models import Message
-from tests.servers import ROOT
+from tests.servers import ROOT, free_port
 
 TIMEOUT = 90.0  # generous: the machine may be busy
 
@@ -129,6 +130,7 @@ def world(background_discord_double, settings, registry_file, client, tmp_path) 
         "DISCORD_TOKEN": background_discord_double.double.token,
         "DREAMLOOM_BOT_CONSUMER": "bot-e2e",
         "DREAMLOOM_BOT_EDIT_INTERVAL": "0.2",
+        "DREAMLOOM_BOT_METRICS_PORT": str(free_port()),
     }
     world = World(background_discord_double, env, client, tmp_path)
     yield world
@@ -171,6 +173,12 @@ def test_imagine_progress_grid_and_every_kind_of_button(world, start_thread_work
     rerolled = world.newest_result_after(3)
     assert world.client.manifest(job_of(rerolled))["action"] == "reroll"
     world.double.assert_no_violations()
+
+    port = world.env["DREAMLOOM_BOT_METRICS_PORT"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    assert 'dreamloom_job_stage_seconds_count{stage="post"} 4.0' in metrics, "four results posted"
+    assert 'dreamloom_jobs{status="done"} 4.0' in metrics
 
 
 def test_buttons_still_work_after_a_restart(world, start_thread_worker):

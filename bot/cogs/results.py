@@ -21,6 +21,7 @@ from bot.app import DreamloomBot
 from bot.messages import error_embed, job_line
 from tasks.errors import JobError
 from tasks.events import EventType, JobEvent
+from tasks.metrics import STAGE_SECONDS
 from tasks.records import Job
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,8 @@ class Results(commands.Cog):
         if event.type in (EventType.STARTED, EventType.PROGRESS):
             await self.show_progress(channel, job, event)
         elif event.type is EventType.DONE:
-            await self.bot.desk.post_result(channel, job)
+            if await self.bot.desk.post_result(channel, job) is not None:
+                STAGE_SECONDS.labels(stage="post").observe(max(0.0, time.time() - event.at))
             await self.remove_job_message(channel, job)
         else:
             await self.show_end(channel, job, event)
