@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -25,7 +26,15 @@ from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusio
 
 from engine.plan import GenerationPlan
 
-__all__ = ["Conditioning", "PromptEncoder", "TextConditioning", "encoder_for", "generators", "starting_noise"]
+__all__ = [
+    "Conditioning",
+    "EmbeddingCache",
+    "PromptEncoder",
+    "TextConditioning",
+    "encoder_for",
+    "generators",
+    "starting_noise",
+]
 
 # Salts give a job extra random streams, apart from its four image seeds.
 _WEIRD_SALT, _JITTER_SALT, _SHARED_SALT = 1, 2, 3
@@ -57,16 +66,48 @@ class TextConditioning:
         return args
 
 
+class EmbeddingCache:
+    """Recently encoded prompts of one model: a re-roll or a variation skips the text encoder."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[str, ...], dict[str, torch.Tensor]] = OrderedDict()
+        self.hits = 0
+
+    def get(self, texts: tuple[str, ...]) -> dict[str, torch.Tensor] | None:
+        found = self._entries.get(texts)
+        if found is not None:
+            self._entries.move_to_end(texts)
+            self.hits += 1
+        return found
+
+    def put(self, texts: tuple[str, ...], encoded: dict[str, torch.Tensor]) -> None:
+        self._entries[texts] = encoded
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+
 class PromptEncoder:
     """Encodes texts with a Stable Diffusion (1.x/2.x) pipeline's text encoder."""
 
     # positive embedding argument -> the pipeline argument for its negative
     negative_names: ClassVar[dict[str, str]] = {"prompt_embeds": "negative_prompt_embeds"}
 
-    def __init__(self, pipe: DiffusionPipeline) -> None:
+    def __init__(self, pipe: DiffusionPipeline, cache: EmbeddingCache | None = None) -> None:
         self.pipe = pipe
+        self.cache = cache
 
     def encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        key = tuple(texts)
+        cached = self.cache.get(key) if self.cache is not None else None
+        if cached is not None:
+            return cached
+        encoded = self._encode(texts)
+        if self.cache is not None:
+            self.cache.put(key, encoded)
+        return encoded
+
+    def _encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
         embeds, _ = self.pipe.encode_prompt(texts, self.pipe.device, 1, False)
         return {"prompt_embeds": embeds}
 
@@ -100,19 +141,19 @@ class XLPromptEncoder(PromptEncoder):
         "pooled_prompt_embeds": "negative_pooled_prompt_embeds",
     }
 
-    def encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
+    def _encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
         embeds, _, pooled, _ = self.pipe.encode_prompt(
             prompt=texts, device=self.pipe.device, num_images_per_prompt=1, do_classifier_free_guidance=False
         )
         return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
 
 
-def encoder_for(pipe: DiffusionPipeline) -> PromptEncoder | None:
+def encoder_for(pipe: DiffusionPipeline, cache: EmbeddingCache | None = None) -> PromptEncoder | None:
     """The embedding encoder for ``pipe``'s family, or None when only text prompts are possible."""
     if isinstance(pipe, StableDiffusionXLPipeline):
-        return XLPromptEncoder(pipe)
+        return XLPromptEncoder(pipe, cache)
     if isinstance(pipe, StableDiffusionPipeline):
-        return PromptEncoder(pipe)
+        return PromptEncoder(pipe, cache)
     return None
 
 

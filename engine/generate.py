@@ -485,7 +485,7 @@ class Engine:
     ) -> tuple[dict[str, Any], tuple[str, ...], float]:
         """Pipeline keyword arguments for the prompt, notes on anything approximated, and seconds spent."""
         started = time.perf_counter()
-        encoder = encoder_for(loaded.pipe)
+        encoder = encoder_for(loaded.pipe, loaded.embeddings)
         if encoder is not None:
             with torch.inference_mode():
                 kwargs: dict[str, Any] = encoder.condition(plan, batch).kwargs()

@@ -34,6 +34,7 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
+from engine.conditioning import EmbeddingCache
 from engine.errors import ConfigError, ModelLoadError
 from engine.recipe import ModelRecord
 from engine.registry import ModelEntry
@@ -100,6 +101,7 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     load_seconds: float
+    embeddings: EmbeddingCache = field(default_factory=EmbeddingCache, repr=False)
     _derived: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -269,12 +271,16 @@ def _apply_speed_switches(pipe: DiffusionPipeline, entry: ModelEntry) -> None:
                 module.to(memory_format=torch.channels_last)
     if entry.vae_tiling:
         pipe.vae.enable_tiling()
-    if entry.compile:
-        if getattr(pipe, "unet", None) is not None:
-            pipe.unet = torch.compile(pipe.unet)
-        elif getattr(pipe, "transformer", None) is not None:
-            pipe.transformer = torch.compile(pipe.transformer)
-        pipe.vae.decode = torch.compile(pipe.vae.decode)
+    if entry.fuse_qkv:
+        for module in (denoiser, getattr(pipe, "vae", None)):
+            if module is not None and hasattr(module, "fuse_qkv_projections"):
+                module.fuse_qkv_projections()
+    if entry.compile != "off":
+        mode = None if entry.compile == "default" else entry.compile
+        if denoiser is not None:
+            # In place, so pipelines derived with from_pipe share the compiled module too.
+            denoiser.compile(mode=mode)
+        pipe.vae.decoder.compile(mode=mode)
 
 
 def _quiet(pipe: Any) -> Any:

@@ -19,7 +19,9 @@ Sources, first match wins:
     aliases = ["6"]                      # extra names for --v / --niji
     scheduler = "euler"                  # default (the model's own), or one of SCHEDULERS
     dtype = "auto"                       # auto (fp16/bf16 on CUDA, fp32 on CPU), fp16, bf16, fp32
-    compile = false                      # torch.compile the UNet/transformer and the VAE decoder
+    compile = "off"                      # torch.compile the UNet/transformer and the VAE decoder: off, default,
+                                         # reduce-overhead (CUDA graphs), max-autotune, max-autotune-no-cudagraphs
+    fuse_qkv = false                     # fuse attention's query/key/value projections into one matmul
     channels_last = false
     vae_tiling = false                   # decode large images in tiles
     preview_decoder = "madebyollin/taesdxl"   # optional tiny autoencoder for live previews
@@ -66,6 +68,7 @@ FAMILIES: dict[str, Family] = {
 }
 
 SCHEDULERS = ("default", "euler", "euler-a", "dpm++2m", "dpm++2m-karras", "ddim", "unipc")
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 DTYPES = ("auto", "fp16", "bf16", "fp32")
 _ALIAS = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
 
@@ -86,7 +89,8 @@ class ModelEntry:
     variant: str | None = None
     scheduler: str = "default"
     dtype: str = "auto"
-    compile: bool = False
+    compile: str = "off"
+    fuse_qkv: bool = False
     channels_last: bool = False
     vae_tiling: bool = False
     preview_decoder: str | None = None
@@ -144,6 +148,8 @@ class ModelEntry:
         for name in ("native_size", "aliases", "variation_strength"):
             if isinstance(values.get(name), list):
                 values[name] = tuple(values[name])
+        if isinstance(values.get("compile"), bool):  # compile = true/false reads as default/off
+            values["compile"] = "default" if values["compile"] else "off"
         try:
             entry = cls(alias=alias, **values)
             entry._check(where)
@@ -156,6 +162,8 @@ class ModelEntry:
             raise ConfigError(f"{where}: scheduler '{self.scheduler}' is not one of {', '.join(SCHEDULERS)}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"{where}: dtype '{self.dtype}' is not one of {', '.join(DTYPES)}")
+        if self.compile not in COMPILE_MODES:
+            raise ConfigError(f"{where}: compile '{self.compile}' is not one of {', '.join(COMPILE_MODES)}")
         subtle, strong = self.variation_strength
         if not 0 < subtle <= 1 or not 0 < strong <= 1:
             raise ConfigError(f"{where}: variation_strength values must be in (0, 1] (got {self.variation_strength})")

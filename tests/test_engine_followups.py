@@ -194,3 +194,10 @@ def test_sdxl_follow_ups(engine):
     assert varied.recipe.model.family == "sdxl"
     zoomed = engine.zoom_out(tile.images[0], tile.recipe, scale=2.0, seed=1)
     assert zoomed.images[0].size == tile.images[0].size
+
+
+def test_a_reroll_reuses_the_encoded_prompt(engine, grid):
+    cache = engine.load("v6").embeddings
+    hits = cache.hits
+    engine.reroll(grid.recipe)
+    assert cache.hits == hits + 1

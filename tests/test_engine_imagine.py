@@ -353,3 +353,17 @@ def test_the_model_s_own_safety_checker_is_kept_only_when_asked_for(tmp_path):
     checker.concept_embeds_weights.data.fill_(-10.0)  # make every image look unsafe to it
     with pytest.raises(Blocked, match="withheld 4 of 4 images"):
         engine.imagine(dataclasses.replace(parse("a cat --seed 1"), model="checked"))
+
+
+def test_fused_attention_gives_the_same_pictures(tiny_models, tmp_path, engine):
+    path = tmp_path / "models.toml"
+    path.write_text(
+        f'[models.v6]\nsource = "{tiny_models["sd15"]}"\nnative_size = [64, 64]\nsize_multiple = 16\nsteps = 4\n'
+        'scheduler = "euler"\nfuse_qkv = true\n'
+    )
+    fused = Engine(Registry.from_toml(path))
+    processors = {type(p).__name__ for p in fused.load().pipe.unet.attn_processors.values()}
+    assert processors == {"FusedAttnProcessor2_0"}
+    request = parse("a lighthouse --seed 3")
+    difference = distance(fused.imagine(request).images[0], engine.imagine(request).images[0])
+    assert difference < 1.0, "fusing the projections changes rounding only"

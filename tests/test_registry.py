@@ -129,3 +129,12 @@ def test_from_env(tmp_path):
 )
 def test_guess_family(source, family):
     assert guess_family(source) == family
+
+
+def test_compile_modes_and_fused_attention():
+    assert registry(m={"source": "x", "compile": True}).resolve("m").compile == "default"
+    assert registry(m={"source": "x", "compile": False}).resolve("m").compile == "off"
+    entry = registry(m={"source": "x", "compile": "max-autotune", "fuse_qkv": True}).resolve("m")
+    assert (entry.compile, entry.fuse_qkv) == ("max-autotune", True)
+    with pytest.raises(ConfigError, match="compile 'fastest' is not one of off, default, reduce-overhead"):
+        registry(m={"source": "x", "compile": "fastest"})
