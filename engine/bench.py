@@ -79,7 +79,7 @@ class PathResult:
     runs: list[Timing] = field(default_factory=list)
 
     def median(self, name: str) -> float:
-        return statistics.median(getattr(run, name) for run in self.runs)
+        return float(statistics.median(float(getattr(run, name)) for run in self.runs))
 
 
 def run(
