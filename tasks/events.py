@@ -19,7 +19,7 @@ from redis.exceptions import ResponseError
 
 from tasks.store import EVENT_STREAM, EVENT_STREAM_MAXLEN
 
-__all__ = ["EventBus", "EventType", "JobEvent"]
+__all__ = ["EventBus", "EventTail", "EventType", "JobEvent"]
 
 CLAIM_IDLE_MS = 60_000  # an event unacknowledged this long by a consumer that went away is taken over
 
@@ -124,6 +124,10 @@ class EventBus:
         if event_ids:
             self.redis.xack(self.stream, group, *event_ids)
 
+    def tail(self) -> EventTail:
+        """Follow events from now on, without a consumer group (see ``EventTail``)."""
+        return EventTail(self.redis, self.stream)
+
     def _read(self, group: str, consumer: str, start: str, count: int, block_ms: int | None) -> list[JobEvent]:
         response: Any = self.redis.xreadgroup(group, consumer, {self.stream: start}, count=count, block=block_ms)
         events = []
@@ -132,3 +136,31 @@ class EventBus:
                 if fields:  # entries trimmed away from the stream come back empty
                     events.append(JobEvent.from_fields(entry_id, fields))
         return events
+
+
+class EventTail:
+    """Events from now on, for readers that need only the live ones: every reader sees every event, nothing
+    is acknowledged, and what a reader missed it reads from the job records (the web page of each browser,
+    a CLI waiting for its job). Front ends that must handle every event, also those that happened while
+    they were down (the Discord bot), read with a consumer group instead (``EventBus.read``)."""
+
+    def __init__(self, redis: Redis, stream: str) -> None:
+        self.redis = redis
+        self.stream = stream
+        newest: Any = redis.xrevrange(stream, count=1)
+        self.last_id: str = _text(newest[0][0]) if newest else "0-0"
+
+    def read(self, block_ms: int = 1000, count: int = 100) -> list[JobEvent]:
+        """Events after the last one read, waiting up to ``block_ms`` for the first."""
+        response: Any = self.redis.xread({self.stream: self.last_id}, count=count, block=block_ms)
+        events = []
+        for _stream, entries in response or []:
+            for entry_id, fields in entries:
+                self.last_id = _text(entry_id)
+                if fields:
+                    events.append(JobEvent.from_fields(entry_id, fields))
+        return events
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
