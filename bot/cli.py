@@ -2,9 +2,15 @@
 
 Subcommands:
 
+    dreamloom up                                       everything on this machine: open the page it names
+    dreamloom worker | web | bot                       one part alone, configured from the environment
+    dreamloom imagine "a lighthouse --ar 16:9 --seed 7"   a job, with a progress bar; prints the grid's path
+    dreamloom upscale JOB 1 | vary JOB 2 --strong | reroll JOB | zoom JOB | pan JOB left | square JOB
+    dreamloom jobs | cancel JOB                        your jobs; cancel one
     dreamloom parse "a lighthouse --ar 16:9 --seed 7"   how dreamloom reads a prompt, and the plan it makes
 
-Bad prompts print the same message the bot gives and exit with status 2.
+Bad prompts print the same message the bot gives and exit with status 2. Heavy parts (the worker, the
+placeholder model) run in subprocesses: this module never imports torch.
 """
 
 from __future__ import annotations
@@ -13,8 +19,11 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from pathlib import Path
 
+from bot.service_settings import ServiceSettings
+from engine.jobs import Action
 from engine.plan import GenerationPlan, ModelProfile, plan_generation
 from engine.prompt import ImagineRequest, PromptError, expand_permutations, parse
 
@@ -29,6 +38,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     result: int = args.run(args)
     return result
+
+
+def _service(args: argparse.Namespace) -> ServiceSettings:
+    """The environment's settings, with the command line's overrides."""
+    try:
+        service = ServiceSettings.from_env()
+    except ValueError as exc:
+        raise SystemExit(f"dreamloom: {exc}") from None
+    overrides = {
+        name: value
+        for name, value in (
+            ("data_dir", getattr(args, "data_dir", None)),
+            ("web_host", getattr(args, "host", None)),
+            ("web_port", getattr(args, "port", None)),
+            ("worker_concurrency", getattr(args, "concurrency", None)),
+        )
+        if value is not None
+    }
+    return replace(service, **overrides)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -46,7 +74,213 @@ def _build_parser() -> argparse.ArgumentParser:
     show.add_argument("--guidance", default=7.5, type=float, help="the model's default guidance (default 7.5)")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
     show.set_defaults(run=_run_parse)
+
+    _add_service_commands(commands)
+    _add_job_commands(commands)
     return parser
+
+
+def _add_service_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    up = commands.add_parser(
+        "up",
+        help="run everything on this machine: job system, worker, web playground (and the bot with DISCORD_TOKEN)",
+        description="Run dreamloom on this machine with nothing to configure: a private Redis (unless REDIS_URL "
+        "is set), a worker, the web playground, and the Discord bot when DISCORD_TOKEN is set. Ctrl-C stops it all.",
+    )
+    _data_dir_option(up)
+    _web_options(up)
+    up.set_defaults(run=_run_up)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run a Celery worker for the configured models (production)",
+        description="Run a GPU worker: celery worker on the queues of the registry's model families.",
+    )
+    worker.add_argument("--concurrency", type=int, help="jobs at once (default DREAMLOOM_WORKER_CONCURRENCY or 1)")
+    worker.add_argument("--families", help="comma-separated model families to serve (default: the registry's)")
+    worker.add_argument("--loglevel", default="INFO", help="celery's log level (default INFO)")
+    worker.set_defaults(run=_run_worker)
+
+    web = commands.add_parser(
+        "web", help="run the web playground alone (production)", description="Serve the web playground."
+    )
+    _web_options(web)
+    web.set_defaults(run=_run_web)
+
+    bot = commands.add_parser(
+        "bot", help="run the Discord bot alone (production)", description="Run the Discord bot (needs DISCORD_TOKEN)."
+    )
+    bot.set_defaults(run=_run_bot)
+
+
+def _add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    imagine = commands.add_parser(
+        "imagine",
+        help="run an /imagine job and print where its grid is",
+        description="Run an /imagine job through the job system (the running `dreamloom up`, REDIS_URL's, "
+        "or one started for this command) and follow it with a progress bar.",
+    )
+    imagine.add_argument("prompt", help='the /imagine text, e.g. "a lighthouse at dusk --ar 16:9 --seed 7"')
+    _job_options(imagine)
+    imagine.set_defaults(run=_run_imagine)
+
+    upscale = _follow_up_parser(commands, "upscale", "U1-U4 on a grid; Upscale (Subtle/Creative) on an image")
+    upscale.add_argument("--subtle", dest="upscale", action="store_const", const=Action.UPSCALE_SUBTLE,
+                         help="2x, close to the original (on a grid: after separating image N)")  # fmt: skip
+    upscale.add_argument("--creative", dest="upscale", action="store_const", const=Action.UPSCALE_CREATIVE,
+                         help="2x, adding detail (on a grid: after separating image N)")  # fmt: skip
+    upscale.set_defaults(run=_run_upscale)
+
+    vary = _follow_up_parser(commands, "vary", "four variations of image N of a grid, or of a single image")
+    vary.add_argument("--strong", action="store_true", help="Vary (Strong) instead of Vary (Subtle)")
+    vary.set_defaults(run=_run_vary)
+
+    reroll = commands.add_parser("reroll", help="🔄: the same prompt again with a new seed")
+    reroll.add_argument("job", help="a job id, or the start of one")
+    _job_options(reroll)
+    reroll.set_defaults(run=_run_reroll)
+
+    zoom = _follow_up_parser(commands, "zoom", "Zoom Out: outpaint around the image")
+    zoom.add_argument("--scale", type=float, default=2.0, help="1.0-2.0 (default 2)")
+    zoom.add_argument("--ar", type=_aspect, help="a new aspect ratio W:H for the zoomed-out image")
+    zoom.set_defaults(run=_run_zoom)
+
+    pan = commands.add_parser("pan", help="extend the image to one side")
+    pan.add_argument("job", help="a job id, or the start of one")
+    pan.add_argument("direction", choices=["left", "right", "up", "down"])
+    pan.add_argument("n", nargs="?", type=_tile, help="on a grid: which image (1-4)")
+    _job_options(pan)
+    pan.set_defaults(run=_run_pan)
+
+    square = _follow_up_parser(commands, "square", "Make Square: outpaint the image to 1:1")
+    square.set_defaults(run=_run_square)
+
+    jobs = commands.add_parser("jobs", help="list your jobs, newest first")
+    jobs.add_argument("--limit", type=int, default=20)
+    _data_dir_option(jobs)
+    jobs.set_defaults(run=_run_jobs)
+
+    cancel = commands.add_parser("cancel", help="cancel a waiting or running job")
+    cancel.add_argument("job", help="a job id, or the start of one")
+    _data_dir_option(cancel)
+    cancel.set_defaults(run=_run_cancel)
+
+
+def _follow_up_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str
+) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=summary, description=f"{summary}. Starts a follow-up job of JOB.")
+    parser.add_argument("job", help="a job id, or the start of one (see `dreamloom jobs`)")
+    parser.add_argument("n", nargs="?", type=_tile, help="on a grid: which image (1-4)")
+    _job_options(parser)
+    return parser
+
+
+def _job_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--relax", dest="mode", action="store_const", const="relax", default="fast",
+                        help="relax mode: runs when no fast job waits")  # fmt: skip
+    _data_dir_option(parser)
+
+
+def _data_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir", type=Path, help="the data folder (default DREAMLOOM_DATA_DIR or ./dreamloom-data)"
+    )
+
+
+def _web_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="the playground's address (default DREAMLOOM_WEB_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="the playground's port (default DREAMLOOM_WEB_PORT or 8188)")
+
+
+def _tile(text: str) -> int:
+    if text not in ("1", "2", "3", "4"):
+        raise argparse.ArgumentTypeError(f"an image of a grid is 1, 2, 3 or 4 (got {text!r})")
+    return int(text)
+
+
+def _aspect(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(side) for side in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"an aspect ratio is W:H such as 16:9 (got {text!r})") from None
+    return width, height
+
+
+# --- running the commands ---------------------------------------------------------------------------
+
+
+def _run_up(args: argparse.Namespace) -> int:
+    from bot.service import run_up
+
+    return run_up(_service(args))
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from bot.service import run_worker
+
+    families = [family.strip() for family in args.families.split(",") if family.strip()] if args.families else None
+    return run_worker(_service(args), families, args.loglevel)
+
+
+def _run_web(args: argparse.Namespace) -> int:
+    from bot.service import run_web
+
+    return run_web(_service(args))
+
+
+def _run_bot(args: argparse.Namespace) -> int:
+    from bot.service import run_bot
+
+    return run_bot()
+
+
+def _run_imagine(args: argparse.Namespace) -> int:
+    from bot.cli_jobs import imagine
+
+    return imagine(_service(args), args.prompt, args.mode)
+
+
+def _follow_up(args: argparse.Namespace, action: Action | None, tile: int | None, **params: object) -> int:
+    from bot.cli_jobs import FollowUp, follow_up
+
+    return follow_up(_service(args), args.job, FollowUp(action, tile, params or None), args.mode)
+
+
+def _run_upscale(args: argparse.Namespace) -> int:
+    return _follow_up(args, args.upscale, args.n)  # no --subtle/--creative: as the U buttons do
+
+
+def _run_vary(args: argparse.Namespace) -> int:
+    return _follow_up(args, Action.VARY_STRONG if args.strong else Action.VARY_SUBTLE, args.n)
+
+
+def _run_reroll(args: argparse.Namespace) -> int:
+    return _follow_up(args, Action.REROLL, None)
+
+
+def _run_zoom(args: argparse.Namespace) -> int:
+    return _follow_up(args, Action.ZOOM_OUT, args.n, scale=args.scale, aspect=args.ar)
+
+
+def _run_pan(args: argparse.Namespace) -> int:
+    return _follow_up(args, Action.PAN, args.n, direction=args.direction)
+
+
+def _run_square(args: argparse.Namespace) -> int:
+    return _follow_up(args, Action.MAKE_SQUARE, args.n)
+
+
+def _run_jobs(args: argparse.Namespace) -> int:
+    from bot.cli_jobs import list_jobs
+
+    return list_jobs(_service(args), args.limit)
+
+
+def _run_cancel(args: argparse.Namespace) -> int:
+    from bot.cli_jobs import cancel
+
+    return cancel(_service(args), args.job)
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -1,0 +1,79 @@
+"""What the one-machine service, the web playground and the command line read from the environment.
+
+The job system's own variables (``REDIS_URL``, storage, limits) are read by ``tasks.settings.Settings``;
+the bot's (``DISCORD_TOKEN`` ...) by ``bot.settings.BotSettings``. These are the rest:
+
+    DREAMLOOM_DATA_DIR            dreamloom-data   local storage, the embedded Redis's data, the placeholder model
+    DREAMLOOM_WEB_HOST            127.0.0.1        where the playground listens (it has no login: keep it local)
+    DREAMLOOM_WEB_PORT            8188             its port
+    DREAMLOOM_USER                local            who the playground's and the CLI's jobs belong to
+    DREAMLOOM_WORKER_CONCURRENCY  1                jobs a worker runs at once (one per GPU)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ENVIRONMENT", "ServiceSettings"]
+
+# ServiceSettings field -> environment variable.
+ENVIRONMENT = {
+    "data_dir": "DREAMLOOM_DATA_DIR",
+    "web_host": "DREAMLOOM_WEB_HOST",
+    "web_port": "DREAMLOOM_WEB_PORT",
+    "user": "DREAMLOOM_USER",
+    "worker_concurrency": "DREAMLOOM_WORKER_CONCURRENCY",
+}
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    data_dir: Path = Path("dreamloom-data")
+    web_host: str = "127.0.0.1"
+    web_port: int = 8188
+    user: str = "local"
+    worker_concurrency: int = 1
+
+    @property
+    def web_is_local(self) -> bool:
+        """True when only this machine can reach the playground."""
+        if self.web_host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.web_host).is_loopback
+        except ValueError:
+            return False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServiceSettings:
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        data_dir = Path(env.get(ENVIRONMENT["data_dir"]) or defaults.data_dir)
+        user = env.get(ENVIRONMENT["user"]) or defaults.user
+        if not user.replace("-", "").replace("_", "").isalnum() or len(user) > 64:
+            raise ValueError(f"DREAMLOOM_USER must be 1-64 letters, digits, '-' or '_' (got {user!r})")
+        return cls(
+            data_dir=data_dir,
+            web_host=env.get(ENVIRONMENT["web_host"]) or defaults.web_host,
+            web_port=_whole(env, "web_port", defaults.web_port, 0, 65535),
+            user=user,
+            worker_concurrency=_whole(env, "worker_concurrency", defaults.worker_concurrency, 1, 256),
+        )
+
+
+def _whole(env: Mapping[str, str], field: str, default: int, low: int, high: int) -> int:
+    variable = ENVIRONMENT[field]
+    raw = env.get(variable)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise ValueError(f"{variable} must be a whole number from {low} to {high} (got {raw!r})")
+    return value

@@ -1,0 +1,381 @@
+"""The playground's aiohttp application: the page, a JSON API over ``JobClient``, live events, the images.
+
+    GET  /                          the page (static/index.html, app.js, style.css)
+    GET  /api/info                  who you are, the models, the notice about a placeholder or demo model
+    GET  /api/jobs?limit=50         your jobs, newest first (the channel's history and the gallery)
+    GET  /api/jobs/{id}             one job, with its recipe, notes and lineage once it is done
+    POST /api/imagine               {"prompt": "...", "mode": "fast"}: one job per prompt of {…} and --repeat
+    POST /api/jobs/{id}/actions     {"action": "separate", "tile": 1, ...}: a button
+    POST /api/jobs/{id}/cancel
+    GET  /api/events                server-sent events: every job event, as it happens
+    GET  /files/{id}/{name}         grid.png, 1.png-4.png, preview.webp, job.json
+
+Expected errors answer ``{"title": ..., "error": ...}`` with a 4xx status (``bot.job_errors``). The client is
+synchronous: every call to it runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from bot.default_model import ModelNotice
+from bot.job_errors import explain
+from bot.prompts import imagine_requests
+from bot.web.jobviews import job_view
+from engine.jobs import Action, JobStatus
+from tasks.client import JobClient
+from tasks.errors import UnknownJob
+from tasks.events import EventTail, JobEvent
+from tasks.records import MODES, Job
+
+__all__ = ["PLAYGROUND_CHANNEL", "Playground", "create_app"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+STATIC = Path(__file__).parent / "static"
+PLAYGROUND_CHANNEL = "playground"
+MAX_LISTED = 200
+_FILES = {"grid.png": "grid", "preview.webp": "preview", "job.json": "manifest",
+          **{f"{n}.png": str(n) for n in range(1, 5)}}  # fmt: skip
+_CONTENT_TYPES = {"preview": "image/webp", "manifest": "application/json"}
+_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+_HEARTBEAT_SECONDS = 15.0
+
+
+class Hub:
+    """Fans live events out to every open page."""
+
+    def __init__(self) -> None:
+        self.queues: set[asyncio.Queue[dict[str, Any] | None]] = set()
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=1000)
+        self.queues.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
+        self.queues.discard(queue)
+
+    def publish(self, message: dict[str, Any]) -> None:
+        for queue in list(self.queues):
+            try:
+                queue.put_nowait(message)
+            except asyncio.QueueFull:  # a page that stopped reading: it reloads its jobs when it reconnects
+                self.queues.discard(queue)
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(None)
+
+    def close(self) -> None:
+        for queue in list(self.queues):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
+        self.queues.clear()
+
+
+class Playground:
+    def __init__(self, client: JobClient, user: str, notice: ModelNotice | None) -> None:
+        self.client = client
+        self.user = user
+        self.notice = notice
+        self.hub = Hub()
+        self.stopping = False
+
+    async def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.to_thread(function, *args, **kwargs)
+
+    async def follow_events(self, _app: web.Application) -> AsyncIterator[None]:
+        """Runs for the application's lifetime: the events stream, tailed in a thread, into the hub."""
+        task = asyncio.create_task(self._tail())
+        yield
+        self.stopping = True
+        self.hub.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def close_streams(self, _app: web.Application) -> None:
+        self.stopping = True
+        self.hub.close()
+
+    async def _tail(self) -> None:
+        tail: EventTail | None = None
+        while not self.stopping:
+            try:
+                if tail is None:
+                    tail = await self.call(self.client.events.tail)
+                events = await self.call(tail.read, 1000)
+            except RedisError as exc:
+                log.warning("playground: cannot read job events (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+                continue
+            for event in events:
+                if event.owner == self.user:
+                    self.hub.publish(_event_message(event))
+
+
+PLAYGROUND = web.AppKey("playground", Playground)
+
+
+def create_app(
+    client: JobClient, *, user: str, notice: ModelNotice | None = None, local_only: bool = True
+) -> web.Application:
+    """The playground over ``client``, submitting as ``user``. ``local_only`` refuses requests whose Host is
+    not a loopback name (a web page elsewhere cannot reach it through DNS rebinding)."""
+    middlewares = [_errors, *([_local_hosts_only] if local_only else []), _json_posts_only]
+    app = web.Application(middlewares=middlewares)
+    playground = Playground(client, user, notice)
+    app[PLAYGROUND] = playground
+    app.cleanup_ctx.append(playground.follow_events)
+    app.on_shutdown.append(playground.close_streams)
+    app.add_routes(
+        [
+            web.get("/", _index),
+            web.get("/api/info", _info),
+            web.get("/api/jobs", _jobs),
+            web.get("/api/jobs/{job}", _job),
+            web.post("/api/imagine", _imagine),
+            web.post("/api/jobs/{job}/actions", _action),
+            web.post("/api/jobs/{job}/cancel", _cancel),
+            web.get("/api/events", _events),
+            web.get("/files/{job}/{name}", _file),
+            web.static("/static", STATIC),
+        ]
+    )
+    return app
+
+
+# --- middlewares ---------------------------------------------------------------------------------------
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        explanation = explain(exc)
+        if explanation is None:
+            raise
+        return web.json_response(explanation.to_dict(), status=explanation.http_status)
+
+
+@web.middleware
+async def _local_hosts_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.url.host not in _LOCAL_HOSTS:
+        return web.json_response({"title": "Not allowed", "error": "this playground answers on localhost only"},
+                                 status=403)  # fmt: skip
+    return await handler(request)
+
+
+@web.middleware
+async def _json_posts_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method == "POST" and request.content_type != "application/json":
+        return _bad("Bad request", "send JSON (Content-Type: application/json)", 415)
+    return await handler(request)
+
+
+# --- handlers ------------------------------------------------------------------------------------------
+
+
+async def _index(_request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def _info(request: web.Request) -> web.StreamResponse:
+    playground = request.app[PLAYGROUND]
+    registry = playground.client.registry
+    default = registry.resolve(None).alias if registry.entries else None
+    return web.json_response(
+        {
+            "user": playground.user,
+            "models": registry.aliases,
+            "default_model": default,
+            "notice": playground.notice.to_dict() if playground.notice else None,
+            "storage": playground.client.storage.describe(),
+        }
+    )
+
+
+async def _jobs(request: web.Request) -> web.StreamResponse:
+    playground = request.app[PLAYGROUND]
+    try:
+        limit = max(1, min(MAX_LISTED, int(request.query.get("limit", "50"))))
+    except ValueError:
+        return _bad("Bad request", "limit must be a whole number", 400)
+    jobs = await playground.call(playground.client.jobs_of, playground.user, None, limit)
+    return web.json_response({"jobs": [job_view(job) for job in jobs]})
+
+
+async def _job(request: web.Request) -> web.StreamResponse:
+    playground = request.app[PLAYGROUND]
+    return web.json_response(await playground.call(_detail, playground.client, request.match_info["job"]))
+
+
+def _detail(client: JobClient, job_id: str) -> dict[str, Any]:
+    job = client.get(job_id)
+    waiting = job.status in (JobStatus.QUEUED, JobStatus.HELD, JobStatus.RUNNING)
+    view = job_view(job, client.queue_info(job.id) if waiting else None)
+    if job.status is JobStatus.DONE:
+        manifest = client.manifest(job.id)
+        recipe = manifest.get("recipe", {})
+        view["lineage"] = manifest.get("lineage", [])
+        view["settings"] = recipe.get("settings", {})
+        view["seed"] = recipe.get("seed", view["seed"])
+        view["image_seeds"] = recipe.get("image_seeds", [])
+        view["model_source"] = recipe.get("model", {}).get("source")
+        view["notes"] = manifest.get("notes", [])
+        view["timings"] = manifest.get("timings", {})
+    return view
+
+
+async def _imagine(request: web.Request) -> web.StreamResponse:
+    playground = request.app[PLAYGROUND]
+    body = await _body(request)
+    text = str(body.get("prompt", "")).strip()
+    mode = str(body.get("mode", "fast"))
+    if mode not in MODES:
+        return _bad("Bad request", f"mode must be one of {', '.join(MODES)}", 400)
+    submitted: list[Job] = []
+    try:
+        for imagine in imagine_requests(text):  # every prompt is checked before the first is submitted
+            submitted.append(
+                await playground.call(
+                    playground.client.submit, imagine, owner=playground.user, channel=PLAYGROUND_CHANNEL, mode=mode
+                )
+            )
+    except Exception as exc:
+        explanation = explain(exc)
+        if explanation is None or not submitted:
+            raise
+        body = {**explanation.to_dict(), "jobs": [job_view(job) for job in submitted]}
+        return web.json_response(body, status=explanation.http_status)
+    return web.json_response({"jobs": [job_view(job) for job in submitted]})
+
+
+async def _action(request: web.Request) -> web.StreamResponse:
+    playground = request.app[PLAYGROUND]
+    body = await _body(request)
+    try:
+        action = Action(str(body.get("action")))
+        tile = int(body["tile"]) if body.get("tile") is not None else None
+        scale = float(body["scale"]) if body.get("scale") is not None else None
+        aspect = _aspect(body.get("aspect"))
+    except (ValueError, TypeError):
+        return _bad("Bad request", "action, tile, scale or aspect is not valid", 400)
+    if action is Action.IMAGINE:
+        return _bad("Bad request", "use /api/imagine for a new prompt", 400)
+    job = await playground.call(
+        playground.client.follow_up,
+        request.match_info["job"],
+        action,
+        owner=playground.user,
+        tile=tile,
+        channel=PLAYGROUND_CHANNEL,
+        mode=str(body.get("mode", "fast")),
+        scale=scale,
+        aspect=aspect,
+        direction=body.get("direction"),
+    )
+    return web.json_response({"job": job_view(job)})
+
+
+async def _cancel(request: web.Request) -> web.StreamResponse:
+    playground = request.app[PLAYGROUND]
+    job = await playground.call(playground.client.cancel, request.match_info["job"], playground.user)
+    return web.json_response({"job": job_view(job)})
+
+
+async def _events(request: web.Request) -> web.StreamResponse:
+    playground = request.app[PLAYGROUND]
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+    await response.prepare(request)
+    queue = playground.hub.subscribe()
+    try:
+        await response.write(b"retry: 1000\n: connected\n\n")
+        while not playground.stopping:
+            try:
+                message = await asyncio.wait_for(queue.get(), _HEARTBEAT_SECONDS)
+            except TimeoutError:
+                await response.write(b": heartbeat\n\n")
+                continue
+            if message is None:
+                break
+            await response.write(f"data: {json.dumps(message)}\n\n".encode())
+    except ConnectionResetError:
+        pass
+    finally:
+        playground.hub.unsubscribe(queue)
+    return response
+
+
+async def _file(request: web.Request) -> web.StreamResponse:
+    playground = request.app[PLAYGROUND]
+    name = _FILES.get(request.match_info["name"])
+    if name is None:
+        raise web.HTTPNotFound(text="no such file: a job has grid.png, 1.png-4.png, preview.webp and job.json")
+    job_id = request.match_info["job"]
+    try:
+        data = await playground.call(playground.client.artifact, job_id, name)
+    except UnknownJob:
+        raise web.HTTPNotFound(text=f"unknown job {job_id}") from None
+    return web.Response(
+        body=data,
+        content_type=_CONTENT_TYPES.get(name, "image/png"),
+        headers={"Cache-Control": "private, max-age=31536000, immutable"},
+    )
+
+
+# --- helpers -------------------------------------------------------------------------------------------
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text="the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="the body must be a JSON object")
+    return body
+
+
+def _aspect(value: Any) -> tuple[int, int] | None:
+    if value in (None, ""):
+        return None
+    width, height = (int(side) for side in str(value).split(":"))
+    return width, height
+
+
+def _bad(title: str, message: str, status: int) -> web.Response:
+    return web.json_response({"title": title, "error": message}, status=status)
+
+
+def _event_message(event: JobEvent) -> dict[str, Any]:
+    preview = None
+    if event.preview:
+        preview = "data:image/webp;base64," + base64.b64encode(event.preview).decode()
+    return {
+        "type": event.type.value,
+        "job": event.job_id,
+        "owner": event.owner,
+        "percent": event.percent,
+        "message": event.message,
+        "preview": preview,
+        "at": event.at,
+    }

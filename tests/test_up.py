@@ -1,0 +1,189 @@
+"""``dreamloom up`` as a newcomer runs it: in an empty folder, with nothing configured (no REDIS_URL, no S3,
+no model). The page loads, a job completes, buttons make follow-ups, the CLI uses the running service or,
+once it is stopped, an embedded one of its own; Ctrl-C (SIGINT) leaves no process behind, and the data
+folder keeps every job across restarts."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.registry import Registry
+from tests.playground import JOB_DONE, clean_env, dreamloom, dreamloom_argv, http
+from tests.servers import wait_until
+
+STARTUP_SECONDS = 300  # the first run builds the placeholder model; a busy machine is slow at it
+JOB_SECONDS = 180
+
+
+def marked(marker: str) -> list[int]:
+    """Live processes whose environment holds ``marker`` (every descendant of ``up`` inherits it)."""
+    found = []
+    needle = f"DREAMLOOM_TEST_RUN={marker}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue  # gone meanwhile, or a zombie
+    return found
+
+
+def descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+class Up:
+    """A ``dreamloom up`` subprocess, its output in a file."""
+
+    def __init__(self, folder: Path, env: dict[str, str], name: str = "up") -> None:
+        self.log = folder / f"{name}.log"
+        with self.log.open("w") as output:
+            self.process = subprocess.Popen(
+                [*dreamloom_argv(), "up"], cwd=folder, env=env, stdout=output, stderr=subprocess.STDOUT
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def url(self) -> str:
+        def announced() -> bool:
+            assert self.process.poll() is None, f"dreamloom up stopped:\n{self.output()}"
+            return "in your browser" in self.output()
+
+        wait_until(announced, timeout=STARTUP_SECONDS, interval=0.2, what="dreamloom up to name its page")
+        return re.search(r"Open (http://\S+) in your browser", self.output())[1]  # type: ignore[index]
+
+    def interrupt(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=90)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def newcomer(tmp_path, tiny_models) -> Iterator[tuple[Path, dict[str, str], str]]:
+    """An empty folder, a clean environment (only a free port for the page, and a marker to find the
+    processes by), and the marker. Whatever is left carrying the marker is killed afterwards.
+
+    The placeholder model that ``up`` would build on its first run (``save_tiny_pipeline(..., "sd15")``,
+    slow on a busy 2-core machine) is the session's tiny SD 1.5 pipeline, so it is copied into place; the
+    build itself is tested in test_up_parts.py."""
+    folder = tmp_path / "newcomer"
+    shutil.copytree(tiny_models["sd15"], folder / "dreamloom-data" / "models" / "placeholder")
+    marker = uuid.uuid4().hex
+    yield folder, clean_env(DREAMLOOM_WEB_PORT="0", DREAMLOOM_TEST_RUN=marker), marker
+    for pid in marked(marker):
+        os.kill(pid, signal.SIGKILL)
+
+
+def finished(url: str, job_id: str) -> dict[str, Any]:
+    def done() -> bool:
+        return http(f"{url}/api/jobs/{job_id}")[1]["status"] in ("done", "failed", "cancelled")
+
+    wait_until(done, timeout=JOB_SECONDS, interval=0.2, what=f"job {job_id} to finish")
+    view: dict[str, Any] = http(f"{url}/api/jobs/{job_id}")[1]
+    return view
+
+
+def expected_notice() -> str:
+    """With nothing configured: the built-in demo model once it ships, the placeholder until then."""
+    default = Registry.from_env({})
+    return "demo" if default.entries and default.resolve(None).alias == "demo" else "placeholder"
+
+
+def stopped_cleanly(up: Up, marker: str, tree: set[int]) -> None:
+    assert up.interrupt() == 0, up.output()
+    assert up.output().rstrip().endswith("stopped")
+    wait_until(lambda: not marked(marker), timeout=10, what="every child of dreamloom up to be gone")
+    alive = [pid for pid in tree if Path(f"/proc/{pid}").exists()]
+    assert alive == [], f"left behind: {alive}"
+
+
+def test_up_with_nothing_configured(newcomer):
+    folder, env, marker = newcomer
+    up = Up(folder, env)
+    try:
+        url = up.url()
+        status, page = http(url + "/")
+        assert status == 200
+        assert b"<title>dreamloom playground</title>" in page
+        info = http(url + "/api/info")[1]
+        assert info["notice"]["kind"] == expected_notice()
+        assert "DREAMLOOM_MODEL=stabilityai/sd-turbo" in info["notice"]["text"]
+        data = folder / "dreamloom-data"
+        assert info["storage"] == f"local folder {data / 'artifacts'}"
+
+        [job] = http(url + "/api/imagine", {"prompt": "a lighthouse --ar 16:9 --seed 7"})[1]["jobs"]
+        grid = finished(url, job["id"])
+        assert grid["status"] == "done", grid
+        assert http(url + grid["image"])[1][:4] == b"\x89PNG"
+        image = http(f"{url}/api/jobs/{job['id']}/actions", {"action": "separate", "tile": 1})[1]["job"]
+        assert image["status"] == "done"
+        variation = http(f"{url}/api/jobs/{job['id']}/actions", {"action": "vary_strong", "tile": 2})[1]["job"]
+        assert finished(url, variation["id"])["lineage"] == [job["id"]]
+
+        second = subprocess.run([*dreamloom_argv(), "up"], cwd=folder, env=env, capture_output=True, text=True,
+                                timeout=60)  # fmt: skip
+        assert second.returncode == 1
+        assert f"dreamloom is already running on the data folder {data}: open {url}" in second.stdout
+
+        cli = dreamloom("upscale", job["id"][:8], "2", env=env, cwd=folder)  # U2: no GPU work, done at once
+        assert cli.returncode == 0, cli.stdout + cli.stderr
+        assert "No dreamloom service is running" not in cli.stdout
+        cli_job = JOB_DONE.search(cli.stdout)[1]  # type: ignore[index]
+        assert f"page: {url}/#job-{cli_job}" in cli.stdout, "it used the running service"
+        assert f"note: {info['notice']['title']}" in cli.stdout
+
+        tree = descendants(up.process.pid)
+        assert len(tree) >= 3, "redis-server, the worker and its pool process"
+        record = json.loads((data / "service.json").read_text())
+        assert (record["pid"], record["web_url"]) == (up.process.pid, url)
+        stopped_cleanly(up, marker, tree)
+        assert not (data / "service.json").exists()
+    finally:
+        up.kill()
+
+    embedded = dreamloom("imagine", "a blue square --seed 5", env=env, cwd=folder, timeout=JOB_SECONDS)
+    assert embedded.returncode == 0, embedded.stdout + embedded.stderr
+    assert "No dreamloom service is running: starting one for this command" in embedded.stdout
+    embedded_job = JOB_DONE.search(embedded.stdout)[1]  # type: ignore[index]
+    assert Path(re.search(r"^  grid: (.+)$", embedded.stdout, re.MULTILINE)[1]).is_file()  # type: ignore[index]
+    assert marked(marker) == [], "the command's own Redis and worker stopped with it"
+
+    listed = dreamloom("jobs", env=env, cwd=folder)  # Redis alone, from its append-only file: no worker
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    ids = {line.split()[0] for line in listed.stdout.splitlines()}
+    assert ids == {job["id"], image["id"], variation["id"], cli_job, embedded_job}, "every earlier job is kept"
+    assert marked(marker) == []

@@ -1,0 +1,182 @@
+"""The parts ``dreamloom up`` is made of: the default model, the embedded Redis, child processes, the data
+folder's lock, the worker command, the settings and the progress bar."""
+
+from __future__ import annotations
+
+import io
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import redis
+
+from bot import default_model
+from bot.default_model import prepare_models
+from bot.embedded_redis import EmbeddedRedis
+from bot.processes import spawn, stop
+from bot.progress import ProgressBar
+from bot.service import DataFolder, ServiceRecord, worker_command
+from bot.service_settings import ServiceSettings
+from engine.registry import Registry
+from tests.playground import clean_env, dreamloom
+from tests.servers import wait_until
+
+
+def test_a_configured_model_is_used_as_it_is(tmp_path):
+    setup = prepare_models(tmp_path, {"DREAMLOOM_MODEL": "stabilityai/sd-turbo"}, say=print)
+    assert setup.registry.resolve(None).source == "stabilityai/sd-turbo"
+    assert (setup.notice, setup.env) == (None, {})
+    assert not (tmp_path / "models").exists(), "nothing to build"
+
+
+def test_with_no_model_the_placeholder_is_registered(tmp_path, monkeypatch):
+    said: list[str] = []
+    monkeypatch.setattr(default_model, "Registry", _EmptyFromEnv)
+    folder = tmp_path / "models" / "placeholder"
+    folder.mkdir(parents=True)
+    (folder / "model_index.json").write_text("{}")  # built by an earlier run
+    setup = prepare_models(tmp_path, {}, say=said.append)
+    assert said == [], "built once, then reused"
+    entry = setup.registry.resolve(None)
+    assert (entry.alias, entry.source, entry.family, entry.native_size) == (
+        "placeholder",
+        str(folder),
+        "sd15",
+        (64, 64),
+    )
+    assert setup.env == {"DREAMLOOM_MODELS": str(tmp_path / "models" / "placeholder.toml")}
+    assert setup.notice is not None
+    assert setup.notice.kind == "placeholder"
+
+
+class _EmptyFromEnv(Registry):
+    """Today's ``Registry.from_env`` with nothing configured (the demo model may change that)."""
+
+    @classmethod
+    def from_env(cls, environ=None):
+        return cls()
+
+
+def test_the_placeholder_build_is_atomic_and_says_why_it_failed(tmp_path, monkeypatch):
+    target = tmp_path / "models" / "placeholder"
+    monkeypatch.setattr(
+        default_model, "_BUILD", "import pathlib, sys; p = pathlib.Path(sys.argv[1]); p.mkdir(); "
+        "(p / 'model_index.json').write_text('{}')"
+    )  # fmt: skip
+    default_model._build(target)
+    assert (target / "model_index.json").is_file()
+    assert [p.name for p in target.parent.iterdir()] == ["placeholder"], "no partial folder left"
+
+    monkeypatch.setattr(default_model, "_BUILD", "import sys; sys.exit('no torch here')")
+    with pytest.raises(RuntimeError, match=r"(?s)could not build the placeholder model .*no torch here"):
+        default_model._build(tmp_path / "other")
+    assert not (tmp_path / "other").exists()
+
+
+def test_embedded_redis_keeps_its_data_across_restarts(tmp_path):
+    server = EmbeddedRedis(tmp_path / "redis")
+    client = redis.Redis.from_url(server.start())
+    try:
+        client.set("job", "kept")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as anonymous:
+            anonymous.sendall(b"GET job\r\n")
+            assert anonymous.recv(100).startswith(b"-NOAUTH"), "other local programs need its password"
+    finally:
+        client.close()
+        server.stop()
+    again = EmbeddedRedis(tmp_path / "redis")
+    client = redis.Redis.from_url(again.start())
+    try:
+        assert client.get("job") == b"kept"
+    finally:
+        client.close()
+        again.stop()
+
+
+def test_stop_escalates_and_takes_the_whole_session(tmp_path):
+    script = "trap '' TERM QUIT; sleep 60 & echo ready; wait"  # ignores polite signals, has a child of its own
+    log = tmp_path / "log"
+    process = spawn(["sh", "-c", script], log=log)
+    wait_until(lambda: "ready" in log.read_text(), timeout=10, what="the script to ignore SIGTERM")
+    pgid = process.pid
+    steps = ((signal.SIGTERM, 0.3), (signal.SIGQUIT, 0.3), (signal.SIGKILL, 5.0))
+    assert stop(process, steps) == -signal.SIGKILL
+
+    def session_gone() -> bool:
+        return not subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True).stdout.split()
+
+    wait_until(session_gone, timeout=10, what="its child to go too")
+
+    log.unlink()
+    hurried = spawn(["sh", "-c", script], log=log)
+    wait_until(lambda: log.exists() and "ready" in log.read_text(), timeout=10, what="the script to start")
+    hurry = threading.Event()
+    hurry.set()  # a second Ctrl-C: straight to SIGKILL
+    assert stop(hurried, ((signal.SIGTERM, 30.0), (signal.SIGKILL, 5.0)), hurry) == -signal.SIGKILL
+
+
+def test_one_process_runs_the_job_system_on_a_data_folder(tmp_path):
+    first, second = DataFolder(tmp_path), DataFolder(tmp_path)
+    assert first.acquire()
+    assert not second.acquire()
+    first.publish(ServiceRecord(pid=1, redis_url="redis://:secret@127.0.0.1:1/0", web_url="http://127.0.0.1:1"))
+    assert (tmp_path / "service.json").stat().st_mode & 0o777 == 0o600, "it holds the Redis password"
+    assert second.running() == ServiceRecord(1, "redis://:secret@127.0.0.1:1/0", "http://127.0.0.1:1")
+    first.release()
+    assert second.running() is None, "a record nobody holds the lock for is stale"
+    assert second.acquire()
+    second.release()
+
+
+def test_the_worker_command_serves_every_family_fast_first():
+    command = worker_command(["sdxl", "sd15", "sd15"], concurrency=1, name="w@h")
+    assert command[:6] == [sys.executable, "-m", "celery", "-A", "tasks.celery_worker", "worker"]
+    assert command[command.index("-P") + 1] == "prefork"
+    assert command[command.index("-c") + 1] == "1"
+    queues = command[command.index("-Q") + 1]
+    assert queues == "dreamloom.sd15.fast,dreamloom.sdxl.fast,dreamloom.sd15.relax,dreamloom.sdxl.relax"
+
+
+def test_service_settings_from_the_environment():
+    assert ServiceSettings.from_env({}) == ServiceSettings(Path("dreamloom-data"), "127.0.0.1", 8188, "local", 1)
+    custom = ServiceSettings.from_env(
+        {"DREAMLOOM_DATA_DIR": "/srv/dl", "DREAMLOOM_WEB_HOST": "0.0.0.0", "DREAMLOOM_WEB_PORT": "80",
+         "DREAMLOOM_USER": "ops-team", "DREAMLOOM_WORKER_CONCURRENCY": "2"}
+    )  # fmt: skip
+    assert custom == ServiceSettings(Path("/srv/dl"), "0.0.0.0", 80, "ops-team", 2)
+    assert ServiceSettings().web_is_local
+    assert ServiceSettings(web_host="localhost").web_is_local
+    assert not custom.web_is_local
+    with pytest.raises(ValueError, match=r"DREAMLOOM_WEB_PORT must be a whole number from 0 to 65535 \(got 'http'\)"):
+        ServiceSettings.from_env({"DREAMLOOM_WEB_PORT": "http"})
+    with pytest.raises(ValueError, match="DREAMLOOM_USER"):
+        ServiceSettings.from_env({"DREAMLOOM_USER": "a b"})
+
+
+def test_the_progress_bar_redraws_on_a_terminal_and_logs_elsewhere():
+    terminal = io.StringIO()
+    bar = ProgressBar(terminal, tty=True)
+    bar.show("job1", 50, "running")
+    bar.show("job1", 75, "running")
+    bar.done()
+    assert terminal.getvalue() == (
+        "\rjob1 [############............]  50% running\rjob1 [##################......]  75% running\n"
+    )
+    log = io.StringIO()
+    bar = ProgressBar(log, tty=False)
+    for percent in (0, 10, 30, 40, 80):
+        bar.show("job1", percent, "running")
+    assert log.getvalue().splitlines() == ["job1   0% running", "job1  30% running", "job1  80% running"]
+
+
+def test_each_part_alone_refuses_clearly_without_its_configuration(tmp_path):
+    worker = dreamloom("worker", env=clean_env(DREAMLOOM_MODELS=str(tmp_path / "missing.toml")), cwd=tmp_path)
+    assert worker.returncode == 1
+    assert "cannot read the model registry" in worker.stdout
+    bot = dreamloom("bot", env=clean_env(), cwd=tmp_path)
+    assert bot.returncode == 1
+    assert "DISCORD_TOKEN is not set" in bot.stdout or "no Discord bot yet" in bot.stdout
