@@ -10,11 +10,9 @@ from typing import Any
 
 import discord
 
-from engine.errors import Blocked, EngineError, UnknownModel
+from bot.job_errors import explain
 from engine.jobs import Action, JobStatus
-from engine.prompt import PromptError
 from tasks.client import QueueInfo
-from tasks.errors import InvalidFollowUp, JobError, NotAllowed, QueueFull, StorageError, UnknownJob
 from tasks.records import Job
 
 __all__ = ["NotHere", "describe_error", "error_embed", "job_line", "result_content", "result_embed", "status_text"]
@@ -44,27 +42,13 @@ def error_embed(title: str, line: str) -> discord.Embed:
 
 
 def describe_error(exc: BaseException) -> tuple[str, str]:
-    """(title, one line) for an expected error; anything else is "Something went wrong"."""
+    """(title, one line) for an expected error, as every front end says it (``bot.job_errors``); anything
+    else is "Something went wrong"."""
     if isinstance(exc, NotHere):
         return "Not here", str(exc)
-    if isinstance(exc, PromptError):
-        return ("Invalid parameter" if exc.param else "Invalid prompt"), str(exc)
-    if isinstance(exc, UnknownModel):
-        return "Invalid parameter", f"{exc}; pick one with --v, --niji or /settings"
-    if isinstance(exc, Blocked):
-        return "Banned prompt", str(exc).removeprefix("Banned prompt: ")
-    if isinstance(exc, QueueFull):
-        return "Queue full", str(exc).removeprefix("Queue full: ")
-    if isinstance(exc, UnknownJob):
-        return "Job not found", "That job no longer exists; start a new one with /imagine"
-    if isinstance(exc, NotAllowed):
-        return "Not allowed", str(exc)
-    if isinstance(exc, InvalidFollowUp):
-        return "Can't do that", str(exc)
-    if isinstance(exc, StorageError):
-        return "Storage unavailable", "The images could not be read right now; try again in a minute"
-    if isinstance(exc, (JobError, EngineError)):
-        return "Job failed", str(exc)
+    explanation = explain(exc) if isinstance(exc, Exception) else None
+    if explanation is not None:
+        return explanation.title, explanation.message
     return "Something went wrong", "That did not work; the bot's log has the details. Try again in a moment"
 
 

@@ -225,7 +225,7 @@ def test_bad_parameters_and_forged_buttons_get_clear_errors(world):
     unknown = "0" * 32
     forged = world.bg.call(_post_as_bot(world, [f"dl:u:{unknown}:2", f"dl:v:{'a' * 32}:7", "dl:zz:nope", "dl:"]))
     expected = {
-        f"dl:u:{unknown}:2": ("Job not found", "no longer exists"),
+        f"dl:u:{unknown}:2": ("Unknown job", "does not exist or was deleted"),
         f"dl:v:{'a' * 32}:7": ("Unknown button", "names no image of the grid"),
         "dl:zz:nope": ("Unknown button", "not one of dreamloom's"),
         "dl:": ("Unknown button", "not one of dreamloom's"),

@@ -11,7 +11,8 @@ from discord.ext import commands
 from bot.app import DreamloomBot
 from bot.messages import describe_error, error_embed, job_line, status_text
 from bot.prefs import apply_preferences
-from engine.prompt import ImagineRequest, PromptError, expand_permutations, parse
+from bot.prompts import imagine_requests
+from engine.prompt import ImagineRequest, PromptError
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +58,7 @@ class Imagine(commands.Cog):
         desk = self.bot.desk
         await self.bot.check_guild(interaction, prompt)
         prefs = await desk.call(desk.prefs.get, str(interaction.user.id))
-        texts = expand_permutations(apply_preferences(prompt, prefs), limit=self.bot.settings.max_jobs_per_command)
-        requests = [parse(text) for text in texts]
-        total = sum(r.repeat for r in requests)
-        limit = self.bot.settings.max_jobs_per_command
-        if total > limit:
-            raise PromptError("--repeat", f"This prompt makes {total} jobs; one /imagine may start at most {limit}")
-        return [request for request in requests for _ in range(request.repeat)]
+        return imagine_requests(apply_preferences(prompt, prefs), limit=self.bot.settings.max_jobs_per_command)
 
 
 async def setup(bot: DreamloomBot) -> None:
