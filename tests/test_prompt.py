@@ -410,6 +410,7 @@ def test_from_dict_refuses_tampered_data():
 
 
 def test_given_parameters_names_what_a_prompt_sets():
-    assert given_parameters("a cat --ar 16:9 \u2014s 250 --no dogs --v 6") == {"--aspect", "--stylize", "--no", "--version"}
+    given = given_parameters("a cat --ar 16:9 \u2014s 250 --no dogs --v 6")
+    assert given == {"--aspect", "--stylize", "--no", "--version"}
     assert given_parameters("a cat") == set()
     assert given_parameters("a cat --nonsense 3 --tile") == {"--tile"}, "unknown names are left to parse() to refuse"
