@@ -156,6 +156,8 @@ class JobClient:
         if action is Action.MAKE_SQUARE:
             new_request = dataclasses.replace(new_request, aspect=(1, 1))
         entry = self.registry.resolve(new_request.model if request is not None and request.model else parent.model)
+        # A grid's images have seeds seed, seed+1 ...: a separated tile keeps its own; other follow-ups draw one.
+        seed = (parent.seed + (tile or 1) - 1) % (MAX_SEED + 1) if action is Action.SEPARATE else None
         job = Job(
             id=new_job_id(),
             action=action,
@@ -163,7 +165,7 @@ class JobClient:
             request=new_request,
             model=entry.alias,
             family=entry.family,
-            seed=secrets.randbelow(MAX_SEED + 1),
+            seed=secrets.randbelow(MAX_SEED + 1) if seed is None else seed,
             mode=_mode(mode),
             guild=guild,
             channel=channel,

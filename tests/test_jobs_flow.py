@@ -81,6 +81,7 @@ def test_imagine_then_follow_ups_end_to_end(client, settings, start_thread_worke
     separated = client.follow_up(grid_job.id, Action.SEPARATE, owner="alice", tile=2)
     assert separated.status is JobStatus.DONE, "U2 needs no GPU: done when follow_up returns"
     assert client.manifest(separated.id)["recipe"]["seed"] == 8
+    assert separated.seed == 8, "the record shows the tile's own seed too"
     upscaled = client.follow_up(separated.id, Action.UPSCALE_SUBTLE, owner="alice")
     assert finished(client, upscaled.id).status is JobStatus.DONE
     upscaled_manifest = client.manifest(upscaled.id)
