@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, replace
@@ -98,8 +99,28 @@ def _add_service_commands(commands: argparse._SubParsersAction[argparse.Argument
     )
     worker.add_argument("--concurrency", type=int, help="jobs at once (default DREAMLOOM_WORKER_CONCURRENCY or 1)")
     worker.add_argument("--families", help="comma-separated model families to serve (default: the registry's)")
+    worker.add_argument(
+        "--modes", default="fast,relax", help="queues to serve: fast, relax or both (default fast,relax)"
+    )
     worker.add_argument("--loglevel", default="INFO", help="celery's log level (default INFO)")
     worker.set_defaults(run=_run_worker)
+
+    health = commands.add_parser(
+        "health",
+        help="check Redis, storage and workers, and say what is wrong",
+        description="Check the job system this environment points at; exit status 1 when something is wrong.",
+    )
+    health.add_argument("--json", action="store_true", help="print the checks as JSON")
+    health.set_defaults(run=_run_health)
+
+    bench = commands.add_parser(
+        "bench",
+        help="benchmarks: `bench engine` (GPU) and `bench jobs` (any machine); --help after each for options",
+        description="Measure the engine against plain diffusers, or the job path's overhead.",
+    )
+    bench.add_argument("what", choices=["engine", "jobs"], help="which benchmark")
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options")
+    bench.set_defaults(run=_run_bench)
 
     web = commands.add_parser(
         "web", help="run the web playground alone (production)", description="Serve the web playground."
@@ -220,7 +241,42 @@ def _run_worker(args: argparse.Namespace) -> int:
     from bot.service import run_worker
 
     families = [family.strip() for family in args.families.split(",") if family.strip()] if args.families else None
-    return run_worker(_service(args), families, args.loglevel)
+    modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
+    unknown = [mode for mode in modes if mode not in ("fast", "relax")]
+    if unknown or not modes:
+        print(f"dreamloom: --modes takes fast, relax or both (got {args.modes!r})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return run_worker(_service(args), families, args.loglevel, modes)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    if args.what == "jobs":
+        from bot.bench_jobs import main as bench_jobs
+
+        return bench_jobs(args.options)
+    # The engine benchmark imports torch: it runs as its own process, and bot/ never imports torch.
+    os.execv(sys.executable, [sys.executable, "-m", "engine.bench", *args.options])
+
+
+def _run_health(args: argparse.Namespace) -> int:
+    from engine.errors import ConfigError
+    from engine.registry import Registry
+    from tasks.health import run_checks
+    from tasks.settings import Settings
+
+    try:
+        settings = Settings.from_env()
+        families = sorted({entry.family for entry in Registry.from_env().entries})
+    except (ValueError, ConfigError) as exc:
+        print(f"dreamloom: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    checks = run_checks(settings, families)
+    if args.json:
+        print(json.dumps([vars(check) for check in checks], indent=1))
+    else:
+        for check in checks:
+            print(f"{'ok  ' if check.ok else 'FAIL'} {check.name:<8} {check.detail}")
+    return 0 if all(check.ok for check in checks) else 1
 
 
 def _run_web(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from bot.messages import result_content, result_embed
 from bot.prefs import PreferenceStore
 from bot.settings import BotSettings
 from engine.jobs import GRID_ACTIONS
+from tasks.artifacts import GRID
 from tasks.client import JobClient
 from tasks.records import Job
 
@@ -108,10 +109,13 @@ class Desk:
         return None
 
     async def picture_file(self, job: Job) -> discord.File:
-        is_grid = job.action in GRID_ACTIONS
-        picture = await self.call(self.client.artifact, job.id, "grid" if is_grid else "1")
+        """The picture to post: a grid is stored as the JPEG the bot posts; a single image is converted."""
         filename = f"dreamloom_{job.id[:8]}.jpg"
-        return discord.File(io.BytesIO(await self.call(encode_for_discord, picture)), filename=filename)
+        if job.action in GRID_ACTIONS:
+            data = await self.call(self.client.artifact, job.id, GRID)
+        else:
+            data = await self.call(encode_for_discord, await self.call(self.client.artifact, job.id, "1"))
+        return discord.File(io.BytesIO(data), filename=filename)
 
 
 def encode_for_discord(png: bytes) -> bytes:

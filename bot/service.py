@@ -34,6 +34,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ from bot.service_settings import ServiceSettings
 from engine.errors import ConfigError
 from engine.registry import Registry
 from tasks.client import JobClient
+from tasks.records import MODES
 from tasks.routing import worker_queues
 from tasks.settings import Settings
 
@@ -87,10 +89,15 @@ def say(line: str) -> None:
 
 
 def worker_command(
-    families: Iterable[str], concurrency: int = 1, name: str | None = None, loglevel: str = "INFO"
+    families: Iterable[str],
+    concurrency: int = 1,
+    name: str | None = None,
+    loglevel: str = "INFO",
+    modes: Iterable[str] = MODES,
 ) -> list[str]:
-    """``celery worker`` for the queues of ``families``: prefork pool, ``concurrency`` processes."""
-    queues = worker_queues(sorted(set(families)))
+    """``celery worker`` for the queues of ``families`` (fast and/or relax): prefork pool, ``concurrency``
+    processes."""
+    queues = worker_queues(sorted(set(families)), modes)
     return [
         sys.executable, "-m", "celery", "-A", "tasks.celery_worker", "worker",
         "-P", "prefork", "-c", str(concurrency), "-Q", ",".join(queues),
@@ -439,8 +446,11 @@ def _load_discord_bot() -> tuple[Callable[[Any, JobClient], Coroutine[Any, Any, 
 # --- each part alone -----------------------------------------------------------------------------------
 
 
-def run_worker(service: ServiceSettings, families: list[str] | None, loglevel: str) -> int:
-    """Become ``celery worker`` for the registry's families (or ``families``)."""
+def run_worker(
+    service: ServiceSettings, families: list[str] | None, loglevel: str, modes: Iterable[str] = MODES
+) -> int:
+    """Become ``celery worker`` for the registry's families (or ``families``), fast and relax queues (or
+    ``modes``). With DREAMLOOM_METRICS_PORT set, its pool processes share Prometheus files in a fresh folder."""
     if not families:
         try:
             registry = Registry.from_env()
@@ -451,8 +461,12 @@ def run_worker(service: ServiceSettings, families: list[str] | None, loglevel: s
         if not families:
             say(f"dreamloom: {notice_for(registry)}")
             return 1
-    command = worker_command(families, service.worker_concurrency, loglevel=loglevel)
+    command = worker_command(families, service.worker_concurrency, loglevel=loglevel, modes=modes)
     say(f"dreamloom worker: queues {command[command.index('-Q') + 1]}")
+    if os.environ.get("DREAMLOOM_METRICS_PORT", "0") not in ("", "0") and not os.environ.get(
+        "PROMETHEUS_MULTIPROC_DIR"
+    ):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="dreamloom-metrics-")
     os.execv(command[0], command)
 
 

@@ -13,7 +13,7 @@ from engine.jobs import Action
 from engine.recipe import Recipe
 from engine.results import GenerationResult, Timings
 
-__all__ = ["compose_grid", "grid_tile", "separate"]
+__all__ = ["compose_grid", "grid_tile", "separate", "separate_image"]
 
 
 def compose_grid(images: Sequence[Image.Image]) -> Image.Image:
@@ -42,8 +42,16 @@ def separate(
     grid: Image.Image, recipe: Recipe, tile: int, parent: str | None, versions: Mapping[str, str]
 ) -> GenerationResult:
     """U1-U4: tile ``tile`` of a grid with a recipe of its own (the tile's seed, the parent it came from)."""
+    return separate_image(grid_tile(grid, tile), recipe, tile, parent, versions)
+
+
+def separate_image(
+    image: Image.Image, recipe: Recipe, tile: int, parent: str | None, versions: Mapping[str, str]
+) -> GenerationResult:
+    """``separate`` for image ``tile`` of a grid that is at hand on its own (as stored images are)."""
+    if tile not in (1, 2, 3, 4):
+        raise InvalidFollowUp(f"Tile must be 1, 2, 3 or 4 (got {tile})")
     started = time.perf_counter()
-    image = grid_tile(grid, tile)
     seed = recipe.image_seeds[tile - 1] if len(recipe.image_seeds) >= tile else recipe.seed
     result_recipe = dataclasses.replace(
         recipe,

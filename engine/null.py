@@ -1,4 +1,4 @@
-"""An engine that renders nothing: solid-colour images at once, with real recipes. Torch-free.
+"""An engine that renders nothing: prepared images at once, with real recipes. Torch-free.
 
 For measuring the job system's own overhead (``dreamloom bench jobs``) and for tests about queues rather
 than pictures. It has the methods of ``engine.generate.Engine`` that the worker calls.
@@ -7,10 +7,12 @@ than pictures. It has the methods of ``engine.generate.Engine`` that the worker 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import secrets
 import time
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from engine.errors import Cancelled
@@ -95,7 +97,7 @@ class NullEngine:
         plan = plan_generation(request, entry.profile, seed)
         self._steps(progress, cancel)
         width, height = size or self.size or (plan.width, plan.height)
-        images = tuple(_solid(s, (width, height)) for s in plan.image_seeds)
+        images = tuple(_prepared(s % 8, (width, height)).copy() for s in plan.image_seeds)
         recipe = Recipe(
             action=action,
             request=request,
@@ -125,6 +127,13 @@ class NullEngine:
                 progress(step, self.steps, None)
 
 
-def _solid(seed: int, size: tuple[int, int]) -> Image.Image:
-    colour = (seed * 97 % 256, seed * 57 % 256, seed * 31 % 256)
-    return Image.new("RGB", size, colour)
+@functools.cache
+def _prepared(variant: int, size: tuple[int, int]) -> Image.Image:
+    """A photo-like picture (smooth colour fields with fine grain), made once per variant and size, so that
+    encoding and storing it costs what a rendered image costs."""
+    rng = np.random.default_rng(variant)
+    width, height = size
+    fields = rng.integers(0, 256, (max(1, height // 16), max(1, width // 16), 3), dtype=np.uint8)
+    smooth = np.asarray(Image.fromarray(fields).resize(size, Image.Resampling.BICUBIC), dtype=np.int16)
+    grain = rng.integers(-12, 13, (height, width, 3), dtype=np.int16)
+    return Image.fromarray(np.clip(smooth + grain, 0, 255).astype(np.uint8))

@@ -7,9 +7,10 @@ from celery import Celery
 from tasks.routing import PRIORITY_LEVELS
 from tasks.settings import Settings
 
-__all__ = ["RENDER_TASK", "make_celery"]
+__all__ = ["PING_TASK", "RENDER_TASK", "make_celery"]
 
 RENDER_TASK = "dreamloom.render"
+PING_TASK = "dreamloom.ping"  # a bare round trip through the broker, for measurements and checks
 
 
 def make_celery(settings: Settings, name: str = "dreamloom") -> Celery:

@@ -25,14 +25,14 @@ from typing import Any
 from PIL import Image
 from redis import Redis
 
-from engine.grid import separate
+from engine.grid import separate_image
 from engine.jobs import GRID_ACTIONS, Action, JobStatus, PanDirection
 from engine.plan import GRID_SIZE, plan_generation
 from engine.prompt import MAX_SEED, ImagineRequest
 from engine.recipe import Recipe
 from engine.registry import Registry
 from engine.safety import Blocklist
-from tasks.artifacts import GRID, file_name, prepare, read_manifest, upload
+from tasks.artifacts import file_name, prepare, read_manifest, upload
 from tasks.celery_app import RENDER_TASK, make_celery
 from tasks.errors import InvalidFollowUp, JobError, NotAllowed, QueueFull, StorageError
 from tasks.events import EventBus, EventType, JobEvent
@@ -332,9 +332,10 @@ class JobClient:
         self.store.create_running(job)
         try:
             parent_manifest = read_manifest(self.storage, job.parent or "")
-            grid = Image.open(io.BytesIO(self.storage.get(parent_manifest["files"][GRID]))).convert("RGB")
+            tile = job.tile or 1
+            image = Image.open(io.BytesIO(self.storage.get(parent_manifest["files"][str(tile)]))).convert("RGB")
             recipe = Recipe.from_dict(parent_manifest["recipe"])
-            result = separate(grid, recipe, job.tile or 1, job.parent, recipe.versions)
+            result = separate_image(image, recipe, tile, job.parent, recipe.versions)
             lineage = [*parent_manifest.get("lineage", []), job.parent or ""]
             files = upload(self.storage, job.id, prepare(job, result, lineage))
         except (StorageError, KeyError) as exc:

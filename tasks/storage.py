@@ -1,6 +1,6 @@
 """Artifact storage behind one interface: S3-compatible (AWS S3, MinIO, R2) via boto3, or a local folder.
 
-Per job, under ``jobs/{id}/``: the images (``1.png`` ...), ``grid.png``, ``preview.webp`` and ``job.json``,
+Per job, under ``jobs/{id}/``: the images (``1.png`` ...), ``grid.jpg``, ``preview.webp`` and ``job.json``,
 the full recipe and lineage, written last so that its presence means the job's artifacts are complete.
 Transient errors (the endpoint unreachable, timeouts, 5xx, throttling) are retried with exponential backoff
 for up to ``retry_seconds``; anything else fails at once with a message that says what to check.
@@ -42,6 +42,9 @@ def artifact_key(job_id: str, name: str) -> str:
 class Storage(ABC):
     """Bytes by key, and a time-limited URL for a key."""
 
+    # True when storing writes to this machine's own disk (a worker then needs no spool copy first).
+    keeps_files_locally = False
+
     @abstractmethod
     def put(self, key: str, data: bytes, content_type: str) -> None: ...
 
@@ -63,6 +66,8 @@ class Storage(ABC):
 
 class LocalStorage(Storage):
     """A folder: the embedded default. Writes are atomic (a temporary file renamed into place)."""
+
+    keeps_files_locally = True
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()

@@ -227,12 +227,11 @@ class JobStore:
             pipe.sadd(PREFIX + "families", job.family)
             pipe.execute()
 
-    def begin(self, job_id: str, worker: str) -> tuple[int, str]:
+    def begin(self, job: Job, worker: str) -> tuple[int, str]:
         """Start an attempt: (attempts so far including this one, previous status), or (0, status) when the
-        job must not run (finished, cancelled, unknown)."""
-        job = self.get(job_id)
-        keys = [_job_key(job_id), _waiting_key(job.family), PREFIX + "unsent", COUNTS]
-        attempts, previous = self._begin(keys=keys, args=[job_id, time.time(), worker])
+        job must not run (finished, cancelled meanwhile)."""
+        keys = [_job_key(job.id), _waiting_key(job.family), PREFIX + "unsent", COUNTS]
+        attempts, previous = self._begin(keys=keys, args=[job.id, time.time(), worker])
         return int(attempts), _text(previous)
 
     def finish(

@@ -31,12 +31,13 @@ from PIL import Image
 from redis import Redis
 
 from engine.errors import Blocked, Cancelled, EngineError
+from engine.grid import separate_image
 from engine.jobs import GRID_ACTIONS, Action, JobStatus
 from engine.prompt import PromptError
 from engine.recipe import Recipe
 from engine.results import GenerationResult
-from tasks.artifacts import GRID, MANIFEST, encode_preview, file_name, prepare, read_manifest, upload
-from tasks.celery_app import RENDER_TASK, make_celery
+from tasks.artifacts import MANIFEST, encode_preview, file_name, prepare, read_manifest, upload
+from tasks.celery_app import PING_TASK, RENDER_TASK, make_celery
 from tasks.errors import JobError, StorageError, UnknownJob
 from tasks.events import EventBus, EventType, JobEvent
 from tasks.fetch import fetch_image
@@ -62,6 +63,11 @@ def create_worker_app(settings: Settings | None = None, engine_factory: Callable
     @app.task(name=RENDER_TASK, bind=True, shared=False)  # type: ignore[untyped-decorator]
     def render(task: Any, job_id: str) -> None:
         runtime.runner().run(job_id, worker=task.request.hostname or socket.gethostname())
+
+    @app.task(name=PING_TASK, shared=False)  # type: ignore[untyped-decorator]
+    def ping(reply_to: str) -> None:
+        """Answer on the Redis list ``reply_to``: the broker's round trip with no work in it."""
+        runtime.runner().store.redis.rpush(reply_to, "pong")
 
     app.dreamloom_runtime = runtime
     return app
@@ -162,15 +168,15 @@ class JobRunner:
         if job.finished or job.status is JobStatus.HELD:
             log.info("job %s: already %s; acknowledged without running", job.id, job.status.value)
             return
-        if self.storage.exists(artifact_key(job.id, file_name(MANIFEST))):
+        # Only a job that was attempted before can have stored its result already (saves a round trip).
+        if job.attempts > 0 and self.storage.exists(artifact_key(job.id, file_name(MANIFEST))):
             log.info("job %s: its result is already stored; finishing it without rendering again", job.id)
             self._finish_done(job, _files_of(read_manifest(self.storage, job.id)), None)
             return
-        attempts, _ = self.store.begin(job.id, worker)
+        attempts, _ = self.store.begin(job, worker)
         if attempts == 0:
             log.info("job %s: cancelled or finished before it started", job.id)
             return
-        self.store.worker_seen(job.family, worker)
         if attempts > self.settings.max_attempts:
             self._fail(
                 job,
@@ -187,7 +193,8 @@ class JobRunner:
             artifacts = self.spool.load(job.id)  # a previous attempt rendered it but could not store it
             if artifacts is None:
                 artifacts = self._render(job)
-                self.spool.save(job.id, artifacts)
+                if not self.storage.keeps_files_locally:  # a local folder is this disk already
+                    self.spool.save(job.id, artifacts)
                 STAGE_SECONDS.labels(stage="render").observe(time.monotonic() - started)
         except Cancelled:
             self._finish(job, JobStatus.CANCELLED, EventType.CANCELLED, "Cancelled")
@@ -245,10 +252,10 @@ class JobRunner:
             return engine.reroll(  # type: ignore[no-any-return]
                 recipe, request=job.request, image_prompts=images or None, parent=job.parent, **kwargs
             )
-        image, recipe = self._source_image(engine, job, parent_manifest, recipe)
+        image, recipe = self._source_image(job, parent_manifest, recipe)
         common["parent_tile"] = job.tile
         if job.action is Action.SEPARATE:
-            return engine.separate(self._grid(parent_manifest), recipe, job.tile or 1, parent=job.parent)  # type: ignore[no-any-return]
+            return separate_image(image, recipe, job.tile or 1, job.parent, recipe.versions)
         if job.action in (Action.VARY_SUBTLE, Action.VARY_STRONG):
             strong = job.action is Action.VARY_STRONG
             return engine.vary(image, recipe, strong=strong, request=job.request, **common)  # type: ignore[no-any-return]
@@ -265,17 +272,15 @@ class JobRunner:
             return engine.make_square(image, recipe, **common)  # type: ignore[no-any-return]
         raise EngineError(f"Unknown action {job.action.value}")
 
-    def _source_image(
-        self, engine: Any, job: Job, parent_manifest: dict[str, Any], recipe: Recipe
-    ) -> tuple[Image.Image, Recipe]:
-        """The image a follow-up starts from: a tile of the parent's grid, or the parent's single image."""
+    def _source_image(self, job: Job, parent_manifest: dict[str, Any], recipe: Recipe) -> tuple[Image.Image, Recipe]:
+        """The image a follow-up starts from: image N of the parent's grid (stored losslessly on its own), or the
+        parent's single image."""
         if Action(parent_manifest["action"]) in GRID_ACTIONS:
-            tile = engine.separate(self._grid(parent_manifest), recipe, job.tile or 1, parent=job.parent)
-            return tile.images[0], tile.recipe
+            tile = job.tile or 1
+            image = _open(self.storage.get(parent_manifest["files"][str(tile)]))
+            separated = separate_image(image, recipe, tile, job.parent, recipe.versions)
+            return separated.images[0], separated.recipe
         return _open(self.storage.get(parent_manifest["files"]["1"])), recipe
-
-    def _grid(self, parent_manifest: dict[str, Any]) -> Image.Image:
-        return _open(self.storage.get(parent_manifest["files"][GRID]))
 
     def _lineage(self, job: Job) -> list[str]:
         if not job.parent:

@@ -34,8 +34,8 @@ def test_imagine_and_follow_ups_end_to_end(job_system, tmp_path):
     assert found, result.stdout
     grid_id = found[1]
     grid_path = Path(re.search(r"^  grid: (.+)$", result.stdout, re.MULTILINE)[1])  # type: ignore[index]
-    assert grid_path == tmp_path / "data" / "artifacts" / "jobs" / grid_id / "grid.png"
-    assert grid_path.read_bytes()[:4] == b"\x89PNG"
+    assert grid_path == tmp_path / "data" / "artifacts" / "jobs" / grid_id / "grid.jpg"
+    assert grid_path.read_bytes()[:3] == b"\xff\xd8\xff"
     assert re.search(rf"^{grid_id[:8]} +\d+% ", result.stdout, re.MULTILINE), "progress lines while it runs"
     assert "note:" not in result.stdout, "a configured model needs no notice"
 

@@ -20,7 +20,7 @@ from engine.registry import Registry
 from tasks.client import JobClient
 from tasks.errors import InvalidFollowUp, NotAllowed, QueueFull, UnknownJob
 from tasks.events import EventType
-from tasks.records import RELAX
+from tasks.records import RELAX, Job, new_job_id
 from tasks.worker import JobRunner
 from tests.conftest import S3_CREDENTIALS
 from tests.servers import wait_until
@@ -61,14 +61,15 @@ def test_imagine_then_follow_ups_end_to_end(client, settings, start_thread_worke
     assert client.preview(grid_job.id) == previews[-1]
 
     keys = bucket_keys(settings)
-    for name in ("1.png", "2.png", "3.png", "4.png", "grid.png", "job.json"):
+    for name in ("1.png", "2.png", "3.png", "4.png", "grid.jpg", "job.json"):
         assert f"jobs/{grid_job.id}/{name}" in keys
     grid_manifest = client.manifest(grid_job.id)
     assert grid_manifest["recipe"]["seed"] == 7
     assert grid_manifest["recipe"]["image_seeds"] == [7, 8, 9, 10]
     assert grid_manifest["recipe"]["prompt_text"] == "a lighthouse at dusk --ar 16:9 --seed 7"
     assert grid_manifest["lineage"] == []
-    assert client.artifact(grid_job.id, "grid")[:4] == b"\x89PNG"
+    assert client.artifact(grid_job.id, "grid")[:3] == b"\xff\xd8\xff", "the grid is kept as the JPEG the bot posts"
+    assert client.artifact(grid_job.id, "2")[:4] == b"\x89PNG", "the images themselves are kept losslessly"
 
     variation = client.follow_up(grid_job.id, Action.VARY_STRONG, owner="bob", tile=3, channel="c1")
     assert finished(client, variation.id).status is JobStatus.DONE
@@ -203,6 +204,14 @@ def test_cancel_held_queued_and_running_jobs(client, settings, registry_file, st
     assert client.get(first.id).attempts == 0
 
 
+def finished_parent(client: JobClient, action: Action) -> Job:
+    """A finished job to follow up, recorded without ever being queued (the running worker never sees it)."""
+    job = Job(id=new_job_id(), action=action, owner="alice", request=parse("y"), model="v6", family="sd15", seed=1)
+    client.store.create_running(job)
+    client.store.finish(job, JobStatus.DONE, (JobStatus.RUNNING,), 2, fields={"files": json.dumps({})})
+    return job
+
+
 def test_bad_input_gets_clear_errors_and_changes_nothing(client, registry_file, start_thread_worker):
     for call in (
         lambda: client.get("0" * 32),
@@ -224,16 +233,13 @@ def test_bad_input_gets_clear_errors_and_changes_nothing(client, registry_file, 
     with pytest.raises(InvalidFollowUp, match="The job failed; only a finished job's images can be used"):
         client.follow_up(failed.id, Action.VARY_SUBTLE, owner="alice", tile=1)
 
-    done = client.submit(parse("y"), owner="alice")
-    client.store.finish(done, JobStatus.DONE, (JobStatus.QUEUED,), 2, fields={"files": json.dumps({})})
+    done = finished_parent(client, Action.IMAGINE)
     for tile in (0, 5, None):
         with pytest.raises(InvalidFollowUp, match="tile must be 1, 2, 3 or 4"):
             client.follow_up(done.id, Action.VARY_STRONG, owner="alice", tile=tile)
     with pytest.raises(InvalidFollowUp, match="zoom_out is not available on a grid"):
         client.follow_up(done.id, Action.ZOOM_OUT, owner="alice", tile=1)
-    single = client.submit(parse("w"), owner="alice")
-    client.store.update(single.id, action=Action.SEPARATE.value)
-    client.store.finish(single, JobStatus.DONE, (JobStatus.QUEUED,), 2, fields={"files": json.dumps({})})
+    single = finished_parent(client, Action.SEPARATE)
     with pytest.raises(InvalidFollowUp, match=r"Zoom must be from 1 to 2 \(got 3\)"):
         client.follow_up(single.id, Action.ZOOM_OUT, owner="alice", scale=3.0)
     with pytest.raises(InvalidFollowUp, match="Pan direction must be left, right, up or down"):
@@ -243,7 +249,9 @@ def test_bad_input_gets_clear_errors_and_changes_nothing(client, registry_file, 
     with pytest.raises(InvalidFollowUp, match="works on the whole image; no tile"):
         client.follow_up(single.id, Action.UPSCALE_SUBTLE, owner="alice", tile=2)
 
-    queued = client.submit(parse("z"), owner="alice")
+    queued = Job(id=new_job_id(), action=Action.IMAGINE, owner="alice", request=parse("z"), model="v6", family="sd15",
+                 seed=1)  # fmt: skip
+    client.store.admit(queued, 2, 10)  # queued, and not handed to the running worker
     before = client.get(queued.id)
     with pytest.raises(NotAllowed, match="Only the person who started a job can cancel it"):
         client.cancel(queued.id, by="mallory")

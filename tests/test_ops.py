@@ -113,3 +113,26 @@ def test_every_log_line_carries_its_job(fmt, capfd):
 def test_a_bad_log_format_is_refused():
     with pytest.raises(ValueError, match="DREAMLOOM_LOG_FORMAT must be text or json"):
         setup_logging("INFO", "xml")
+
+
+def test_the_health_command_reports_a_stopped_redis_and_an_unreachable_s3(tmp_path, registry_file):
+    from tests.playground import clean_env, dreamloom
+
+    stopped = RedisServer(tmp_path / "gone").start()
+    stopped.stop()
+    env = clean_env(
+        REDIS_URL=stopped.url,
+        DREAMLOOM_S3_BUCKET="images",
+        DREAMLOOM_S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
+        AWS_ACCESS_KEY_ID="key",
+        AWS_SECRET_ACCESS_KEY="very-secret-value",
+        DREAMLOOM_MODELS=str(registry_file),
+    )
+    result = dreamloom("health", env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"FAIL redis    Redis at 127.0.0.1:{stopped.port}/0 is not reachable")
+    assert lines[1].startswith("FAIL storage  Storage unreachable")
+    assert "is DREAMLOOM_S3_ENDPOINT_URL right?" in lines[1]
+    assert lines[2] == "FAIL workers  cannot tell: Redis is not reachable"
+    assert "very-secret-value" not in result.stdout + result.stderr

@@ -148,7 +148,7 @@ def test_up_with_nothing_configured(newcomer):
         [job] = http(url + "/api/imagine", {"prompt": "a lighthouse --ar 16:9 --seed 7"})[1]["jobs"]
         grid = finished(url, job["id"])
         assert grid["status"] == "done", grid
-        assert http(url + grid["image"])[1][:4] == b"\x89PNG"
+        assert http(url + grid["image"])[1][:3] == b"\xff\xd8\xff"
         image = http(f"{url}/api/jobs/{job['id']}/actions", {"action": "separate", "tile": 1})[1]["job"]
         assert image["status"] == "done"
         variation = http(f"{url}/api/jobs/{job['id']}/actions", {"action": "vary_strong", "tile": 2})[1]["job"]

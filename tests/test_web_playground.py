@@ -105,9 +105,10 @@ def test_imagine_events_images_and_buttons(playground):
     ]
     assert (grid["settings"]["width"], grid["settings"]["height"]) == (336, 192), "16:9 on the 256x256 model"
     assert grid["image_seeds"] == [7, 8, 9, 10]
-    status, png = http(url + grid["image"])
+    status, jpeg = http(url + grid["image"])
     assert status == 200
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert jpeg[:3] == b"\xff\xd8\xff", "the grid as the bot posts it"
+    assert http(url + grid["files"]["1"])[1][:8] == b"\x89PNG\r\n\x1a\n", "each image losslessly"
     assert http(url + grid["files"]["manifest"])[1]["id"] == job["id"]
 
     status, body = http(f"{url}/api/jobs/{job['id']}/actions", {"action": "separate", "tile": 1})
@@ -191,5 +192,19 @@ def test_only_local_json_requests_are_served(playground):
     assert status == 200
     assert b"/static/app.js" in page
     assert http(f"{url}/static/app.js")[0] == 200
-    assert http(f"{url}/files/{'0' * 32}/grid.png")[0] == 404
+    assert http(f"{url}/files/{'0' * 32}/grid.jpg")[0] == 404
     assert http(f"{url}/files/{'0' * 32}/secrets.txt")[0] == 404
+
+
+def test_metrics_and_health_for_operators(playground):
+    url, client = playground
+    job = http(f"{url}/api/imagine", {"prompt": "a lighthouse --seed 2"})[1]["jobs"][0]
+    finished(url, job["id"])
+    request = urllib.request.Request(f"{url}/metrics", headers={"Host": "prometheus.example"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        metrics = response.read().decode()
+    assert 'dreamloom_jobs{status="done"} 1.0' in metrics, "scraped from another host: allowed, read-only"
+    assert "dreamloom_queue_depth" in metrics
+    status, health = http(f"{url}/healthz")
+    assert status == 200
+    assert [check["name"] for check in health["checks"]] == ["redis", "storage"]

@@ -8,7 +8,7 @@
     POST /api/jobs/{id}/actions     {"action": "separate", "tile": 1, ...}: a button
     POST /api/jobs/{id}/cancel
     GET  /api/events                server-sent events: every job event, as it happens
-    GET  /files/{id}/{name}         grid.png, 1.png-4.png, preview.webp, job.json
+    GET  /files/{id}/{name}         grid.jpg, 1.png-4.png, preview.webp, job.json
 
 Expected errors answer ``{"title": ..., "error": ...}`` with a 4xx status (``bot.job_errors``). The client is
 synchronous: every call to it runs in a thread.
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
 from bot.default_model import ModelNotice
@@ -33,9 +34,13 @@ from bot.job_errors import explain
 from bot.prompts import imagine_requests
 from bot.web.jobviews import job_view
 from engine.jobs import Action, JobStatus
+from tasks.artifacts import ARTIFACT_NAMES, content_type, file_name
 from tasks.client import JobClient
 from tasks.errors import UnknownJob
 from tasks.events import EventTail, JobEvent
+from tasks.health import run_checks
+from tasks.metrics import exposition, registry_for
+from tasks.ops_server import health_response
 from tasks.records import MODES, Job
 
 __all__ = ["PLAYGROUND_CHANNEL", "Playground", "create_app"]
@@ -46,9 +51,7 @@ T = TypeVar("T")
 STATIC = Path(__file__).parent / "static"
 PLAYGROUND_CHANNEL = "playground"
 MAX_LISTED = 200
-_FILES = {"grid.png": "grid", "preview.webp": "preview", "job.json": "manifest",
-          **{f"{n}.png": str(n) for n in range(1, 5)}}  # fmt: skip
-_CONTENT_TYPES = {"preview": "image/webp", "manifest": "application/json"}
+_FILES = {file_name(name): name for name in ARTIFACT_NAMES}
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 _HEARTBEAT_SECONDS = 15.0
 
@@ -150,6 +153,8 @@ def create_app(
             web.post("/api/jobs/{job}/cancel", _cancel),
             web.get("/api/events", _events),
             web.get("/files/{job}/{name}", _file),
+            web.get("/metrics", _metrics),
+            web.get("/healthz", _healthz),
             web.static("/static", STATIC),
         ]
     )
@@ -176,7 +181,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def _local_hosts_only(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.url.host not in _LOCAL_HOSTS:
+    if request.url.host not in _LOCAL_HOSTS and request.path not in _OPERATOR_PATHS:
         return web.json_response({"title": "Not allowed", "error": "this playground answers on localhost only"},
                                  status=403)  # fmt: skip
     return await handler(request)
@@ -190,6 +195,20 @@ async def _json_posts_only(request: web.Request, handler: Handler) -> web.Stream
 
 
 # --- handlers ------------------------------------------------------------------------------------------
+
+_OPERATOR_PATHS = {"/metrics", "/healthz"}  # read-only, for Prometheus and probes on other hosts
+
+
+async def _metrics(request: web.Request) -> web.StreamResponse:
+    playground = request.app[PLAYGROUND]
+    body = await playground.call(exposition, registry_for(playground.client.store))
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _healthz(request: web.Request) -> web.StreamResponse:
+    playground = request.app[PLAYGROUND]
+    status, body = health_response(await playground.call(run_checks, playground.client.settings))
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 async def _index(_request: web.Request) -> web.StreamResponse:
@@ -329,7 +348,7 @@ async def _file(request: web.Request) -> web.StreamResponse:
     playground = request.app[PLAYGROUND]
     name = _FILES.get(request.match_info["name"])
     if name is None:
-        raise web.HTTPNotFound(text="no such file: a job has grid.png, 1.png-4.png, preview.webp and job.json")
+        raise web.HTTPNotFound(text=f"no such file: a job has {', '.join(_FILES)}")
     job_id = request.match_info["job"]
     try:
         data = await playground.call(playground.client.artifact, job_id, name)
@@ -337,7 +356,7 @@ async def _file(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text=f"unknown job {job_id}") from None
     return web.Response(
         body=data,
-        content_type=_CONTENT_TYPES.get(name, "image/png"),
+        content_type=content_type(name),
         headers={"Cache-Control": "private, max-age=31536000, immutable"},
     )
 

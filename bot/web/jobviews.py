@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.jobs import GRID_ACTIONS, Action, JobStatus
+from tasks.artifacts import MANIFEST, file_name
 from tasks.client import QueueInfo
 from tasks.records import Job
 
@@ -73,9 +74,9 @@ def job_view(job: Job, queue: QueueInfo | None = None) -> dict[str, Any]:
     """The JSON the page renders a job message (and a gallery card) from."""
     done = job.status is JobStatus.DONE
     grid = job.action in GRID_ACTIONS
-    files = {name: f"/files/{job.id}/{_file(name)}" for name in sorted(job.files) if name != "manifest"}
+    files = {name: f"/files/{job.id}/{file_name(name)}" for name in sorted(job.files) if name != MANIFEST}
     if done:
-        files["manifest"] = f"/files/{job.id}/job.json"
+        files[MANIFEST] = f"/files/{job.id}/{file_name(MANIFEST)}"
     view: dict[str, Any] = {
         "id": job.id,
         "short": short_id(job.id),
@@ -103,7 +104,3 @@ def job_view(job: Job, queue: QueueInfo | None = None) -> dict[str, Any]:
         view["position"] = queue.position
         view["eta_seconds"] = queue.eta_seconds
     return view
-
-
-def _file(name: str) -> str:
-    return "preview.webp" if name == "preview" else f"{name}.png"

@@ -274,7 +274,7 @@ async function showDetails(jobId) {
   ].filter(([, value]) => value !== undefined && value !== null && value !== "");
   const lineage = [...(view.lineage || []), view.id];
   const files = Object.entries(view.files || {}).map(([name, href]) =>
-    el("a", { href, target: "_blank" }, name === "manifest" ? "job.json" : name === "preview" ? "preview.webp" : `${name}.png`));
+    el("a", { href, target: "_blank" }, href.split("/").pop()));
   $("details-body").replaceChildren(
     view.image ? el("a", { href: view.image, target: "_blank" }, el("img", { src: view.image, alt: view.prompt })) : "",
     el("h3", {}, "Prompt"), el("div", {}, view.prompt),

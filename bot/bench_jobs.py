@@ -1,0 +1,298 @@
+"""``dreamloom bench jobs``: the job path's own overhead on real servers, against a bare Celery round trip.
+
+Starts a private redis-server, a Celery worker as ``dreamloom worker`` runs it (prefork) and, for the S3
+runs, moto's S3 server (from the dev extra) spoken to over HTTP. For each storage and engine it measures:
+
+- the reference: a bare Celery task round trip (``dreamloom.ping``: sent, run, answered on a Redis list);
+- latency: jobs one at a time, from ``submit`` to their ``done`` event read through a consumer group as
+  the bot reads it, minus the render time the engine reported: the job system's overhead (p50/p95/p99);
+- throughput: many jobs at once, done events per second.
+
+The null engine returns prepared images at once (``engine.null``); the tiny engine renders tiny models
+for real. Then it times composing and encoding a 2048² grid as the bot posts it against Pillow's default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+
+from bot.embedded_redis import EmbeddedRedis
+from bot.processes import spawn, stop
+from bot.service import worker_command
+from engine.grid import compose_grid
+from engine.jobs import JobStatus
+from engine.null import NullEngine
+from engine.prompt import parse
+from engine.registry import Registry
+from tasks.celery_app import PING_TASK
+from tasks.client import JobClient
+from tasks.routing import queue_name
+from tasks.settings import ENVIRONMENT, Secret, Settings
+
+__all__ = ["main"]
+
+GROUP = "bench"
+FAMILY = "sd15"
+
+
+class DoneEvents:
+    """Reads job events through a consumer group, as the bot does, noting when each job's final event arrives."""
+
+    def __init__(self, client: JobClient) -> None:
+        self.client = client
+        self.arrived: dict[str, float] = {}
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._read, name="bench-events", daemon=True)
+        self.changed = threading.Condition()
+
+    def __enter__(self) -> DoneEvents:
+        self.client.events.ensure_group(GROUP)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=5)
+
+    def _read(self) -> None:
+        consumer = f"bench-{uuid.uuid4().hex[:6]}"
+        while not self.stopping.is_set():
+            events = self.client.events.read(GROUP, consumer, count=100, block_ms=200)
+            now = time.perf_counter()
+            with self.changed:
+                for event in events:
+                    if event.type.final:
+                        self.arrived[event.job_id] = now
+                self.changed.notify_all()
+            self.client.events.ack(GROUP, *[e.id for e in events if e.id])
+
+    def wait(self, job_ids: Sequence[str], timeout: float = 300.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while not all(j in self.arrived for j in job_ids):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{sum(j not in self.arrived for j in job_ids)} jobs did not finish in time")
+                self.changed.wait(min(left, 0.5))
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float]:
+    cuts = statistics.quantiles(values, n=100, method="inclusive") if len(values) > 1 else list(values) * 99
+    return {"p50": cuts[49], "p95": cuts[94], "p99": cuts[98], "mean": statistics.fmean(values)}
+
+
+def measure(client: JobClient, redis: Redis, latency_jobs: int, throughput_jobs: int) -> dict[str, Any]:
+    reference = []
+    for _ in range(max(20, latency_jobs)):
+        reply = f"dreamloom:bench:pong:{uuid.uuid4().hex}"
+        started = time.perf_counter()
+        client.dispatcher.celery.send_task(PING_TASK, args=[reply], queue=queue_name(FAMILY, "fast"))
+        redis.blpop([reply], timeout=30)
+        reference.append((time.perf_counter() - started) * 1000)
+
+    with DoneEvents(client) as done:
+        overhead, total = [], []
+        for n in range(latency_jobs):
+            started = time.perf_counter()
+            job = client.submit(parse(f"a lighthouse, study {n}"), owner=f"bench-{n}", channel="bench")
+            done.wait([job.id])
+            elapsed = (done.arrived[job.id] - started) * 1000
+            if client.get(job.id).status is not JobStatus.DONE:
+                raise RuntimeError(f"job {job.id} did not finish: {client.get(job.id).error}")
+            render = client.manifest(job.id)["timings"]["total"] * 1000
+            total.append(elapsed)
+            overhead.append(elapsed - render)
+        started = time.perf_counter()
+        jobs = [client.submit(parse(f"a harbour, study {n}"), owner=f"burst-{n}", channel="bench")
+                for n in range(throughput_jobs)]  # fmt: skip
+        done.wait([job.id for job in jobs])
+        burst = max(done.arrived[job.id] for job in jobs) - started
+    return {
+        "reference_ms": percentiles(reference),
+        "overhead_ms": percentiles(overhead),
+        "submit_to_done_ms": percentiles(total),
+        "jobs_per_second": throughput_jobs / burst,
+        "overhead_over_reference_p50": percentiles(overhead)["p50"] / percentiles(reference)["p50"],
+    }
+
+
+def grid_encoding(tile: int = 1024, repeats: int = 5) -> dict[str, float]:
+    """ms to compose four tiles into a grid and encode it: as the bot posts it, and with Pillow's default."""
+    registry = Registry.from_mapping({"models": {"bench": {"source": "-", "native_size": [tile, tile]}}})
+    images = list(NullEngine(registry).imagine(parse("a grid --seed 1")).images)
+
+    def timed(save: dict[str, Any]) -> float:
+        runs = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            compose_grid(images).save(io.BytesIO(), **save)
+            runs.append((time.perf_counter() - started) * 1000)
+        return statistics.median(runs)
+
+    return {
+        "dreamloom_jpeg_q90_ms": timed({"format": "JPEG", "quality": 90, "subsampling": 0}),
+        "pillow_default_png_ms": timed({"format": "PNG"}),
+        "pillow_default_jpeg_ms": timed({"format": "JPEG"}),
+    }
+
+
+@contextlib.contextmanager
+def s3_server() -> Iterator[str]:
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        raise SystemExit("the S3 runs need moto's server: pip install 'moto[server]' (in dreamloom[dev])") from None
+    with contextlib.closing(__import__("socket").socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def run_one(
+    storage: str, engine: str, folder: Path, redis_url: str, s3_url: str | None, args: argparse.Namespace
+) -> dict[str, Any]:
+    folder.mkdir(parents=True, exist_ok=True)
+    registry_file = folder / "models.toml"
+    if engine == "null":
+        registry_file.write_text(
+            f'[models.v6]\nsource = "prepared-images"\nfamily = "{FAMILY}"\nnative_size = [{args.size}, {args.size}]\n'
+        )
+        factory = "engine.null:NullEngine.from_env"
+    else:
+        model = folder / "tiny-model"
+        subprocess.run([sys.executable, "-c", f"from engine.tiny import save_tiny_pipeline; "
+                        f"save_tiny_pipeline({str(model)!r}, 'sd15')"], check=True, capture_output=True)  # fmt: skip
+        registry_file.write_text(
+            f'[models.v6]\nsource = "{model}"\nfamily = "{FAMILY}"\nnative_size = [64, 64]\nsize_multiple = 16\n'
+            'steps = 4\nscheduler = "euler"\n'
+        )
+        factory = "engine.generate:Engine.from_env"
+    settings = Settings(
+        redis_url=redis_url,
+        data_dir=folder / "data",
+        spool_dir=folder / "spool",
+        s3_bucket="bench" if storage == "s3" else None,
+        s3_endpoint_url=s3_url if storage == "s3" else None,
+        s3_addressing_style="path",
+        s3_access_key_id=Secret("bench") if storage == "s3" else None,
+        s3_secret_access_key=Secret("bench") if storage == "s3" else None,
+        max_running_per_user=1000,
+        max_queued_per_user=1000,
+        engine_factory=factory,
+    )
+    if storage == "s3":
+        from tasks.storage import S3Storage
+
+        S3Storage("bench", endpoint_url=s3_url, access_key_id="bench", secret_access_key="bench").client.create_bucket(
+            Bucket="bench"
+        )
+    env = {**os.environ, "DREAMLOOM_MODELS": str(registry_file), "HF_HUB_OFFLINE": "1"}
+    for name, variable in ENVIRONMENT.items():
+        value = getattr(settings, name)
+        if value is not None:
+            env[variable] = value.reveal() if isinstance(value, Secret) else str(value)
+    log = folder / "worker.log"
+    command = [*worker_command([FAMILY], args.concurrency, name=f"bench-{uuid.uuid4().hex[:6]}@%h"), "-f", str(log)]
+    worker = spawn(command, env=env)
+    try:
+        deadline = time.monotonic() + 300
+        while "ready." not in (log.read_text(errors="replace") if log.exists() else ""):
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the benchmark's worker did not start; see {log}")
+            time.sleep(0.1)
+        client = JobClient(settings, registry=Registry.from_toml(registry_file))
+        redis = Redis.from_url(redis_url)
+        client.submit(parse("warm-up"), owner="bench-warmup", channel="bench")  # loads the engine
+        with DoneEvents(client) as done:
+            warm = client.jobs_of("bench-warmup")[0]
+            done.wait([warm.id], timeout=600)
+        measured = measure(client, redis, args.latency_jobs, args.jobs)
+    finally:
+        stop(worker)
+    return {"storage": storage, "engine": engine, **measured}
+
+
+def format_table(results: Sequence[dict[str, Any]], grid: dict[str, float], size: int) -> str:
+    header = (
+        f"{'storage':<8} {'engine':<7} {'reference p50':>13} {'overhead p50':>12} {'p95':>7} {'p99':>7} "
+        f"{'x ref':>6} {'submit->done p50':>16} {'jobs/s':>7}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in results:
+        o, ref = r["overhead_ms"], r["reference_ms"]
+        lines.append(
+            f"{r['storage']:<8} {r['engine']:<7} {ref['p50']:>10.1f} ms {o['p50']:>9.1f} ms {o['p95']:>7.1f} "
+            f"{o['p99']:>7.1f} {r['overhead_over_reference_p50']:>6.1f} {r['submit_to_done_ms']['p50']:>13.1f} ms "
+            f"{r['jobs_per_second']:>7.1f}"
+        )
+    lines.append(f"(null engine images {size}x{size}; overhead = submit to done event, minus the engine's render time)")
+    lines.append(
+        f"grid 2048x2048 compose + encode: {grid['dreamloom_jpeg_q90_ms']:.1f} ms as the bot posts it (JPEG q90), "
+        f"{grid['pillow_default_png_ms']:.1f} ms with Pillow's default PNG, {grid['pillow_default_jpeg_ms']:.1f} ms "
+        "with Pillow's default JPEG"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dreamloom bench jobs", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=200, help="jobs submitted at once for throughput (default 200)")
+    parser.add_argument("--latency-jobs", type=int, default=100, help="jobs one at a time for latency (default 100)")
+    parser.add_argument("--storage", default="local,s3", help="local, s3 or both (default both)")
+    parser.add_argument("--engine", default="null,tiny", help="null, tiny or both (default both)")
+    parser.add_argument("--size", type=int, default=512, help="the null engine's image size (default 512)")
+    parser.add_argument("--concurrency", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    storages = [s for s in args.storage.split(",") if s]
+    engines = [e for e in args.engine.split(",") if e]
+    if set(storages) - {"local", "s3"} or set(engines) - {"null", "tiny"} or min(args.jobs, args.latency_jobs) < 1:
+        parser.error("--storage takes local/s3, --engine null/tiny, and job counts must be at least 1")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="dreamloom-bench-") as scratch:
+        redis = EmbeddedRedis(Path(scratch) / "redis")
+        redis.start()
+        try:
+            with s3_server() if "s3" in storages else contextlib.nullcontext("") as s3_url:
+                for storage in storages:
+                    for engine in engines:
+                        print(f"bench jobs: {storage} storage, {engine} engine ...", file=sys.stderr, flush=True)
+                        folder = Path(scratch) / f"{storage}-{engine}"
+                        results.append(run_one(storage, engine, folder, redis.url, s3_url or None, args))
+                        Redis.from_url(redis.url).flushall()
+        finally:
+            redis.stop()
+    grid = grid_encoding()
+    print(
+        f"dreamloom bench jobs on {os.cpu_count()} CPUs, {args.latency_jobs} jobs one at a time, "
+        f"{args.jobs} at once, worker concurrency {args.concurrency}"
+    )
+    print(format_table(results, grid, args.size))
+    if args.json:
+        args.json.write_text(json.dumps({"results": results, "grid_encoding": grid}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
