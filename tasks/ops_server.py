@@ -1,5 +1,7 @@
 """A small HTTP endpoint for processes without a web server of their own (workers, the bot):
-``/metrics`` (Prometheus) and ``/healthz`` (200 or 503, the checks as JSON)."""
+``/metrics`` (Prometheus), ``/healthz`` (200 or 503, the checks as JSON: for readiness probes and
+operators) and ``/livez`` (200 while the process answers at all: for liveness probes, which must not
+restart a worker because Redis or the bucket is down)."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ def health_response(checks: list[Check]) -> tuple[int, bytes]:
 def start_ops_server(
     host: str, port: int, registry: CollectorRegistry, checks: Callable[[], list[Check]]
 ) -> ThreadingHTTPServer:
-    """Serve /metrics and /healthz on ``host:port`` from a daemon thread; returns the server."""
+    """Serve /metrics, /healthz and /livez on ``host:port`` from a daemon thread; returns the server."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -36,8 +38,10 @@ def start_ops_server(
             elif self.path.startswith("/healthz"):
                 status, body = health_response(checks())
                 kind = "application/json"
+            elif self.path.startswith("/livez"):
+                status, body, kind = 200, b"ok\n", "text/plain"
             else:
-                status, body, kind = 404, b"not found: try /metrics or /healthz\n", "text/plain"
+                status, body, kind = 404, b"not found: try /metrics, /healthz or /livez\n", "text/plain"
             self.send_response(status)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))

@@ -197,7 +197,7 @@ def test_only_local_json_requests_are_served(playground):
 
 
 def test_metrics_and_health_for_operators(playground):
-    url, client = playground
+    url, _client = playground
     job = http(f"{url}/api/imagine", {"prompt": "a lighthouse --seed 2"})[1]["jobs"][0]
     finished(url, job["id"])
     request = urllib.request.Request(f"{url}/metrics", headers={"Host": "prometheus.example"})
@@ -208,3 +208,6 @@ def test_metrics_and_health_for_operators(playground):
     status, health = http(f"{url}/healthz")
     assert status == 200
     assert [check["name"] for check in health["checks"]] == ["redis", "storage"]
+    request = urllib.request.Request(f"{url}/livez", headers={"Host": "kubelet.example"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert (response.status, response.read()) == (200, b"ok\n")

@@ -155,6 +155,7 @@ def create_app(
             web.get("/files/{job}/{name}", _file),
             web.get("/metrics", _metrics),
             web.get("/healthz", _healthz),
+            web.get("/livez", _livez),
             web.static("/static", STATIC),
         ]
     )
@@ -196,7 +197,7 @@ async def _json_posts_only(request: web.Request, handler: Handler) -> web.Stream
 
 # --- handlers ------------------------------------------------------------------------------------------
 
-_OPERATOR_PATHS = {"/metrics", "/healthz"}  # read-only, for Prometheus and probes on other hosts
+_OPERATOR_PATHS = {"/metrics", "/healthz", "/livez"}  # read-only, for Prometheus and probes on other hosts
 
 
 async def _metrics(request: web.Request) -> web.StreamResponse:
@@ -209,6 +210,11 @@ async def _healthz(request: web.Request) -> web.StreamResponse:
     playground = request.app[PLAYGROUND]
     status, body = health_response(await playground.call(run_checks, playground.client.settings))
     return web.Response(body=body, status=status, content_type="application/json")
+
+
+async def _livez(_request: web.Request) -> web.StreamResponse:
+    """For liveness probes: the process answers (a Redis outage must not get it restarted)."""
+    return web.Response(text="ok\n")
 
 
 async def _index(_request: web.Request) -> web.StreamResponse:
