@@ -227,7 +227,9 @@ def run_one(
         with DoneEvents(client) as done:
             warm = client.jobs_of("bench-warmup")[0]
             done.wait([warm.id], timeout=600)
-        measured = measure(client, redis, args.latency_jobs, args.jobs)
+        # The tiny engine really renders (about a second a job on 2 cores): fewer jobs say as much.
+        counts = (args.latency_jobs, args.jobs) if engine == "null" else (args.tiny_jobs, args.tiny_jobs)
+        measured = measure(client, redis, *counts)
     finally:
         stop(worker)
     return {"storage": storage, "engine": engine, **measured}
@@ -259,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dreamloom bench jobs", description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=200, help="jobs submitted at once for throughput (default 200)")
     parser.add_argument("--latency-jobs", type=int, default=100, help="jobs one at a time for latency (default 100)")
+    parser.add_argument("--tiny-jobs", type=int, default=20, help="tiny-engine jobs, each way (default 20)")
     parser.add_argument("--storage", default="local,s3", help="local, s3 or both (default both)")
     parser.add_argument("--engine", default="null,tiny", help="null, tiny or both (default both)")
     parser.add_argument("--size", type=int, default=512, help="the null engine's image size (default 512)")
@@ -267,7 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     storages = [s for s in args.storage.split(",") if s]
     engines = [e for e in args.engine.split(",") if e]
-    if set(storages) - {"local", "s3"} or set(engines) - {"null", "tiny"} or min(args.jobs, args.latency_jobs) < 1:
+    counts = (args.jobs, args.latency_jobs, args.tiny_jobs)
+    if set(storages) - {"local", "s3"} or set(engines) - {"null", "tiny"} or min(counts) < 1:
         parser.error("--storage takes local/s3, --engine null/tiny, and job counts must be at least 1")
     results = []
     with tempfile.TemporaryDirectory(prefix="dreamloom-bench-") as scratch:
@@ -279,14 +283,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for engine in engines:
                         print(f"bench jobs: {storage} storage, {engine} engine ...", file=sys.stderr, flush=True)
                         folder = Path(scratch) / f"{storage}-{engine}"
-                        results.append(run_one(storage, engine, folder, redis.url, s3_url or None, args))
+                        try:
+                            results.append(run_one(storage, engine, folder, redis.url, s3_url or None, args))
+                        except TimeoutError as exc:
+                            print(f"dreamloom bench jobs: {exc} ({storage} storage, {engine} engine): is the "
+                                  "machine busy? Rerun with fewer --jobs / --tiny-jobs", file=sys.stderr)  # fmt: skip
+                            return 1
                         Redis.from_url(redis.url).flushall()
         finally:
             redis.stop()
     grid = grid_encoding()
     print(
         f"dreamloom bench jobs on {os.cpu_count()} CPUs, {args.latency_jobs} jobs one at a time, "
-        f"{args.jobs} at once, worker concurrency {args.concurrency}"
+        f"{args.jobs} at once (tiny engine: {args.tiny_jobs} each), worker concurrency {args.concurrency}"
     )
     print(format_table(results, grid, args.size))
     if args.json:

@@ -21,3 +21,21 @@ def test_the_jobs_benchmark_measures_overhead_throughput_and_grid_encoding(tmp_p
         assert run["jobs_per_second"] > 0
     grid = report["grid_encoding"]
     assert grid["dreamloom_jpeg_q90_ms"] < grid["pillow_default_png_ms"]
+
+
+def test_the_jobs_benchmark_renders_with_the_tiny_engine(tmp_path):
+    out = tmp_path / "bench.json"
+    result = dreamloom("bench", "jobs", "--engine", "tiny", "--storage", "local", "--tiny-jobs", "2",
+                       "--json", str(out), env=clean_env(), cwd=tmp_path, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    (run,) = json.loads(out.read_text())["results"]
+    assert (run["storage"], run["engine"]) == ("local", "tiny")
+    assert run["overhead_ms"]["p50"] < run["submit_to_done_ms"]["p50"], "the render time is taken out"
+    assert run["jobs_per_second"] > 0
+    assert "local    tiny" in result.stdout
+
+
+def test_the_jobs_benchmark_refuses_bad_options(tmp_path):
+    result = dreamloom("bench", "jobs", "--engine", "turbo", env=clean_env(), cwd=tmp_path, timeout=60)
+    assert result.returncode == 2
+    assert "--engine null/tiny" in result.stderr
