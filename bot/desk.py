@@ -118,9 +118,10 @@ class Desk:
         return discord.File(io.BytesIO(data), filename=filename)
 
 
-def encode_for_discord(png: bytes) -> bytes:
-    """A stored PNG as the JPEG the bot posts: a fraction of the size, well under Discord's upload limit."""
-    image = Image.open(io.BytesIO(png)).convert("RGB")
+def encode_for_discord(original: bytes) -> bytes:
+    """A stored original (lossless WebP, or PNG) as the JPEG the bot posts: a fraction of the size, well under
+    Discord's upload limit."""
+    image = Image.open(io.BytesIO(original)).convert("RGB")
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=90, subsampling=0)
     return buffer.getvalue()

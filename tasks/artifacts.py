@@ -5,9 +5,11 @@
 which is how a redelivered job knows that its result already exists. Used by workers and, for separating
 a tile (no GPU work), by the client itself.
 
-The images are kept losslessly (PNG, fast compression); the grid, which is only those images side by side,
-is kept as the JPEG the bot posts, so posting needs no decoding or encoding. Encoding runs in threads
-(zlib and libjpeg release the GIL), and uploads do too.
+The images are kept losslessly as WebP (libwebp's fastest lossless setting: the size of PNG at its fastest
+zlib level, encoded three to four times faster); the grid, which is only those images side by side, is
+kept as the JPEG the bot posts, so posting needs no decoding or encoding. Encoding runs in threads (libwebp
+and libjpeg release the GIL), and uploads do too. Readers find a job's files through its record, so jobs
+stored with other names (PNG originals, before) keep working.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ __all__ = [
     "PREVIEW",
     "content_type",
     "encode_grid",
-    "encode_png",
+    "encode_original",
     "encode_preview",
     "file_name",
     "prepare",
@@ -46,6 +48,7 @@ GRID, MANIFEST, PREVIEW = "grid", "manifest", "preview"
 ARTIFACT_NAMES = ("1", "2", "3", "4", GRID, PREVIEW, MANIFEST)
 _FILES = {GRID: "grid.jpg", MANIFEST: "job.json", PREVIEW: "preview.webp"}
 _CONTENT_TYPES = {GRID: "image/jpeg", MANIFEST: "application/json", PREVIEW: "image/webp"}
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"RIFF", "image/webp"))
 PREVIEW_SIDE = 256
 _THREADS = min(8, os.cpu_count() or 2)
 _pool: tuple[int, ThreadPoolExecutor] | None = None
@@ -60,22 +63,28 @@ def _threads() -> ThreadPoolExecutor:
 
 
 def file_name(name: str) -> str:
-    """The file an artifact name is stored as: "1" -> "1.png", "grid" -> "grid.jpg" ..."""
-    return _FILES.get(name, f"{name}.png")
+    """The file an artifact name is stored as: "1" -> "1.webp", "grid" -> "grid.jpg" ..."""
+    return _FILES.get(name, f"{name}.webp")
 
 
-def content_type(name: str) -> str:
-    return _CONTENT_TYPES.get(name, "image/png")
+def content_type(name: str, data: bytes = b"") -> str:
+    """The media type of an artifact: what ``data`` is when given (a job stored before originals were WebP
+    has PNG files), else what ``name`` is stored as."""
+    for magic, kind in _MAGIC:
+        if data.startswith(magic):
+            return kind
+    return _CONTENT_TYPES.get(name, "image/webp")
 
 
 def image_name(number: int) -> str:
     return str(number)
 
 
-def encode_png(image: Image.Image) -> bytes:
-    """Lossless, with zlib's fastest level: a third of level 6's time for a few percent more bytes."""
+def encode_original(image: Image.Image) -> bytes:
+    """Lossless WebP at the least effort (quality 0, method 0): at 1024² about 30 ms and 2.3 MB, where PNG at
+    zlib level 1 takes about 140 ms for the same size (figures from a 2-core machine)."""
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)
+    image.save(buffer, format="WEBP", lossless=True, quality=0, method=0)
     return buffer.getvalue()
 
 
@@ -100,7 +109,7 @@ def prepare(
 ) -> dict[str, bytes]:
     """Artifact name -> bytes: the images, the grid, the last live preview, and ``job.json``."""
     work: dict[str, tuple[Callable[[Image.Image], bytes], Image.Image]] = {
-        image_name(n): (encode_png, image) for n, image in enumerate(result.images, start=1)
+        image_name(n): (encode_original, image) for n, image in enumerate(result.images, start=1)
     }
     if result.grid is not None:
         work[GRID] = (encode_grid, result.grid)

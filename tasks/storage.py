@@ -1,6 +1,6 @@
 """Artifact storage behind one interface: S3-compatible (AWS S3, MinIO, R2) via boto3, or a local folder.
 
-Per job, under ``jobs/{id}/``: the images (``1.png`` ...), ``grid.jpg``, ``preview.webp`` and ``job.json``,
+Per job, under ``jobs/{id}/``: the images (``1.webp`` ..., lossless), ``grid.jpg``, ``preview.webp`` and ``job.json``,
 the full recipe and lineage, written last so that its presence means the job's artifacts are complete.
 Transient errors (the endpoint unreachable, timeouts, 5xx, throttling) are retried with exponential backoff
 for up to ``retry_seconds``; anything else fails at once with a message that says what to check.

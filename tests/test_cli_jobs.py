@@ -50,7 +50,7 @@ def test_imagine_and_follow_ups_end_to_end(job_system, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "(Image #1)" in result.stdout
     image = Path(re.search(r"^  image: (.+)$", result.stdout, re.MULTILINE)[1])  # type: ignore[index]
-    assert image.name == "1.png"
+    assert image.name == "1.webp"
     assert image.is_file()
 
     result = dreamloom("upscale", grid_id, "3", "--creative", env=job_system, cwd=tmp_path)

@@ -4,6 +4,7 @@ follow-ups, fairness, priorities, cancel, and every kind of bad input."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import itertools
 import json
 import time
@@ -11,12 +12,14 @@ from typing import Any
 
 import boto3
 import pytest
+from PIL import Image
 
 from engine.errors import EngineError
 from engine.jobs import Action, JobStatus
 from engine.null import NullEngine
 from engine.prompt import parse
 from engine.registry import Registry
+from tasks.artifacts import content_type
 from tasks.client import JobClient
 from tasks.errors import InvalidFollowUp, NotAllowed, QueueFull, UnknownJob
 from tasks.events import EventType
@@ -61,7 +64,7 @@ def test_imagine_then_follow_ups_end_to_end(client, settings, start_thread_worke
     assert client.preview(grid_job.id) == previews[-1]
 
     keys = bucket_keys(settings)
-    for name in ("1.png", "2.png", "3.png", "4.png", "grid.jpg", "job.json"):
+    for name in ("1.webp", "2.webp", "3.webp", "4.webp", "grid.jpg", "job.json"):
         assert f"jobs/{grid_job.id}/{name}" in keys
     grid_manifest = client.manifest(grid_job.id)
     assert grid_manifest["recipe"]["seed"] == 7
@@ -69,7 +72,8 @@ def test_imagine_then_follow_ups_end_to_end(client, settings, start_thread_worke
     assert grid_manifest["recipe"]["prompt_text"] == "a lighthouse at dusk --ar 16:9 --seed 7"
     assert grid_manifest["lineage"] == []
     assert client.artifact(grid_job.id, "grid")[:3] == b"\xff\xd8\xff", "the grid is kept as the JPEG the bot posts"
-    assert client.artifact(grid_job.id, "2")[:4] == b"\x89PNG", "the images themselves are kept losslessly"
+    original = client.artifact(grid_job.id, "2")
+    assert (original[:4], original[8:16]) == (b"RIFF", b"WEBPVP8L"), "the images are kept as lossless WebP"
 
     variation = client.follow_up(grid_job.id, Action.VARY_STRONG, owner="bob", tile=3, channel="c1")
     assert finished(client, variation.id).status is JobStatus.DONE
@@ -287,6 +291,37 @@ def test_a_redelivered_job_whose_result_exists_is_not_rendered_again(client, set
     assert len(renders) == 1, "not rendered again"
     runner().run(job.id, worker="w3")
     assert [e.type for e in events_of(client, job.id)].count(EventType.DONE) == 1
+
+
+def test_jobs_stored_with_png_originals_keep_working(client, settings):
+    """Originals were PNG files before they were lossless WebP: readers go through the job's record and
+    job.json, so an old job's images are still served and its buttons still work."""
+    job = client.submit(parse("a cat --seed 5"), owner="alice")
+    runner = JobRunner(settings=settings, store=client.store, events=client.events, storage=client.storage,
+                       dispatcher=client.dispatcher, engine=lambda: NullEngine(client.registry))  # fmt: skip
+    runner.run(job.id, worker="w1")
+    manifest = client.manifest(job.id)
+    originals = {}
+    for n in "1234":  # rewrite the job as the older layout stored it; the WebP files become unreadable
+        originals[n] = Image.open(io.BytesIO(client.artifact(job.id, n))).convert("RGB")
+        buffer = io.BytesIO()
+        originals[n].save(buffer, format="PNG")
+        client.storage.put(f"jobs/{job.id}/{n}.png", buffer.getvalue(), "image/png")
+        client.storage.put(manifest["files"][n], b"not an image", "image/webp")
+        manifest["files"][n] = f"jobs/{job.id}/{n}.png"
+    client.storage.put(f"jobs/{job.id}/job.json", json.dumps(manifest).encode(), "application/json")
+    client.store.update(job.id, files=json.dumps({**client.get(job.id).files, **manifest["files"]}))
+
+    assert client.artifact(job.id, "3")[:4] == b"\x89PNG"
+    assert content_type("3", client.artifact(job.id, "3")) == "image/png", "served as what it is"
+    assert content_type("3") == "image/webp"
+    separated = client.follow_up(job.id, Action.SEPARATE, owner="alice", tile=3)
+    varied = client.follow_up(job.id, Action.VARY_SUBTLE, owner="alice", tile=3)
+    for follow_up in (separated, varied):
+        runner.run(follow_up.id, worker="w1")
+        assert client.get(follow_up.id).status is JobStatus.DONE, client.get(follow_up.id).error
+    image = Image.open(io.BytesIO(client.artifact(separated.id, "1"))).convert("RGB")
+    assert image.tobytes() == originals["3"].tobytes(), "U3 of an old job is its third image, exactly"
 
 
 def test_importing_the_client_does_not_import_torch():

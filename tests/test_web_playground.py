@@ -108,7 +108,8 @@ def test_imagine_events_images_and_buttons(playground):
     status, jpeg = http(url + grid["image"])
     assert status == 200
     assert jpeg[:3] == b"\xff\xd8\xff", "the grid as the bot posts it"
-    assert http(url + grid["files"]["1"])[1][:8] == b"\x89PNG\r\n\x1a\n", "each image losslessly"
+    status, original = http(url + grid["files"]["1"])
+    assert (status, original[:4], original[8:16]) == (200, b"RIFF", b"WEBPVP8L"), "each image, lossless WebP"
     assert http(url + grid["files"]["manifest"])[1]["id"] == job["id"]
 
     status, body = http(f"{url}/api/jobs/{job['id']}/actions", {"action": "separate", "tile": 1})

@@ -8,7 +8,7 @@
     POST /api/jobs/{id}/actions     {"action": "separate", "tile": 1, ...}: a button
     POST /api/jobs/{id}/cancel
     GET  /api/events                server-sent events: every job event, as it happens
-    GET  /files/{id}/{name}         grid.jpg, 1.png-4.png, preview.webp, job.json
+    GET  /files/{id}/{name}         grid.jpg, 1.webp-4.webp (lossless), preview.webp, job.json
 
 Expected errors answer ``{"title": ..., "error": ...}`` with a 4xx status (``bot.job_errors``). The client is
 synchronous: every call to it runs in a thread.
@@ -362,7 +362,7 @@ async def _file(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text=f"unknown job {job_id}") from None
     return web.Response(
         body=data,
-        content_type=content_type(name),
+        content_type=content_type(name, data),
         headers={"Cache-Control": "private, max-age=31536000, immutable"},
     )
 
