@@ -18,7 +18,9 @@ import argparse
 import contextlib
 import io
 import json
+import logging
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -158,7 +160,8 @@ def s3_server() -> Iterator[str]:
         from moto.server import ThreadedMotoServer
     except ImportError:
         raise SystemExit("the S3 runs need moto's server: pip install 'moto[server]' (in dreamloom[dev])") from None
-    with contextlib.closing(__import__("socket").socket()) as sock:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request at INFO
+    with contextlib.closing(socket.socket()) as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
