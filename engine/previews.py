@@ -2,7 +2,7 @@
 makes small previews cheaply, without a full VAE decode.
 
 Previews come from the registry entry's tiny autoencoder when one is configured (``preview_decoder``),
-else from a linear latent-to-RGB approximation for the model family (SD 1.x/2.x and SDXL factors; other
+else from a linear latent-to-RGB approximation for the model family (SD 1.x/2.x, SDXL and demo factors; other
 latent layouts are shown from their first three channels).
 """
 
@@ -34,6 +34,11 @@ _LATENT_RGB: dict[str, tuple[list[list[float]], list[float]]] = {
     "sdxl": (
         [[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362], [-0.3165, -0.2492, -0.2188]],
         [0.1084, -0.0175, -0.0011],
+    ),
+    # dreamloom's demo model (engine/models/demo): printed by ``python -m engine.demo.train`` at export.
+    "demo": (
+        [[-0.0914, 0.1397, 0.4229], [-0.1576, -0.5858, 0.2221], [0.6559, 0.1642, 1.1337], [0.1481, -0.3833, -0.5212]],
+        [-0.1283, 0.5978, -0.2662],
     ),
 }
 

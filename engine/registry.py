@@ -7,7 +7,8 @@ Sources, first match wins:
 - ``DREAMLOOM_MODELS=/path/models.toml``: a file of entries (format below);
 - ``DREAMLOOM_MODEL=stabilityai/sd-turbo`` (a hub id or a local folder): one entry, alias ``default``, its
   family guessed from the name unless ``DREAMLOOM_MODEL_FAMILY`` says it;
-- nothing: an empty registry; resolving a model then says how to configure one.
+- nothing: the built-in demo model (``engine/models/demo``, alias ``demo``), which needs no download: a tiny
+  model trained here on a synthetic world of coloured shapes (see ``engine.demo``).
 
 ``models.toml``::
 
@@ -65,7 +66,10 @@ FAMILIES: dict[str, Family] = {
     "sdxl-turbo": Family((512, 512), 1, 0.0, preview_factors="sdxl"),
     "sd3": Family((1024, 1024), 28, 7.0, size_multiple=16, preview_factors="sd3"),
     "flux": Family((1024, 1024), 28, 3.5, size_multiple=16, preview_factors="flux"),
+    # dreamloom's own tiny model (engine/models/demo): 64x64 pictures of a synthetic world of shapes.
+    "demo": Family((64, 64), 20, 4.0, size_multiple=16, preview_factors="demo"),
 }
+DEMO_MODEL = Path(__file__).resolve().parent / "models" / "demo"
 
 SCHEDULERS = ("default", "euler", "euler-a", "dpm++2m", "dpm++2m-karras", "ddim", "unipc")
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -243,7 +247,12 @@ class Registry:
             family = env.get("DREAMLOOM_MODEL_FAMILY") or guess_family(source)
             entry = ModelEntry.build("default", {"source": source, "family": family}, "DREAMLOOM_MODEL")
             return cls((entry,), "default")
-        return cls()
+        demo = ModelEntry.build(
+            "demo",
+            {"source": str(DEMO_MODEL), "family": "demo", "description": "the built-in demo model (shapes)"},
+            "the built-in demo model",
+        )
+        return cls((demo,), "demo")
 
 
 def guess_family(source: str) -> str:

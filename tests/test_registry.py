@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import engine
 from engine.errors import ConfigError, UnknownModel
 from engine.registry import FAMILIES, Registry, guess_family
 
@@ -104,7 +106,9 @@ def test_from_toml(tmp_path):
 
 
 def test_from_env(tmp_path):
-    assert Registry.from_env({}).entries == ()
+    demo = Registry.from_env({}).resolve(None)
+    assert (demo.alias, demo.family, demo.native_size, demo.size_multiple) == ("demo", "demo", (64, 64), 16)
+    assert Path(demo.source) == Path(engine.__file__).resolve().parent / "models" / "demo", "ships with the package"
     one = Registry.from_env({"DREAMLOOM_MODEL": "stabilityai/sdxl-turbo"}).resolve(None)
     assert (one.alias, one.family, one.native_size) == ("default", "sdxl-turbo", (512, 512))
     forced = Registry.from_env({"DREAMLOOM_MODEL": "/models/mine", "DREAMLOOM_MODEL_FAMILY": "sdxl"}).resolve(None)
