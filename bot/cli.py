@@ -9,8 +9,8 @@ Subcommands:
     dreamloom jobs | cancel JOB                        your jobs; cancel one
     dreamloom parse "a lighthouse --ar 16:9 --seed 7"   how dreamloom reads a prompt, and the plan it makes
 
-Bad prompts print the same message the bot gives and exit with status 2. Heavy parts (the worker, the
-placeholder model) run in subprocesses: this module never imports torch.
+Bad prompts print the same message the bot gives and exit with status 2. Heavy parts (the worker) run in
+subprocesses: this module never imports torch.
 """
 
 from __future__ import annotations

@@ -13,12 +13,11 @@ The data folder (``DREAMLOOM_DATA_DIR``) holds everything ``up`` keeps::
 
     artifacts/            the images and job.json of every job (unless an S3 bucket is configured)
     redis/                the embedded Redis's append-only file: job records and queues survive a restart
-    models/               the placeholder model, when no model is configured (bot.default_model)
     logs/worker.log       the worker's log
     service.lock          held by the process that runs the job system on this folder
     service.json          how to reach a running ``up`` (Redis URL, page URL), for ``dreamloom imagine``
 
-This package never imports torch: the worker and the placeholder build run in subprocesses.
+This package never imports torch: the worker runs in a subprocess.
 """
 
 from __future__ import annotations
@@ -116,7 +115,7 @@ class ServiceRecord:
     pid: int
     redis_url: str
     web_url: str | None = None
-    models: str | None = None  # the DREAMLOOM_MODELS its worker serves (the placeholder's registry)
+    models: str | None = None  # the DREAMLOOM_MODELS file its worker serves, so the CLI uses the same registry
 
 
 class DataFolder:
@@ -201,11 +200,15 @@ class LocalJobSystem:
             where = f": open {running.web_url}" if running and running.web_url else ""
             raise ServiceError(f"dreamloom is already running on the data folder {self.folder.path}{where}")
         base = _job_settings(self.environ)
+        try:
+            self.models = prepare_models(self.environ)
+        except ConfigError as exc:
+            raise ServiceError(str(exc)) from exc
         if self.with_worker:
-            self.models = _models(self.folder.path, self.environ, self.say)
-        else:  # nothing renders: no placeholder to build
-            registry = _registry(self.environ)
-            self.models = ModelSetup(registry, notice_for(registry))
+            default = self.models.registry.resolve(None)
+            self.say(f"model        {default.alias} ({default.source})")
+            if self.models.notice is not None:
+                self.say(f"             {self.models.notice}")
         if self.environ.get("REDIS_URL"):
             redis_url = base.redis_url
             self.say("redis        REDIS_URL")
@@ -230,7 +233,6 @@ class LocalJobSystem:
         assert self.models is not None
         env = {
             **self.environ,
-            **self.models.env,
             "REDIS_URL": self.settings.redis_url,
             "DREAMLOOM_DATA_DIR": str(self.folder.path),
             "DREAMLOOM_SPOOL_DIR": str(self.settings.spool_dir),
@@ -279,18 +281,6 @@ def _job_settings(environ: Mapping[str, str]) -> Settings:
         raise ServiceError(str(exc)) from exc
 
 
-def _models(data_dir: Path, environ: Mapping[str, str], say: Say) -> ModelSetup:
-    try:
-        setup = prepare_models(data_dir, environ, say=say)
-    except (ConfigError, RuntimeError) as exc:
-        raise ServiceError(str(exc)) from exc
-    default = setup.registry.resolve(None)
-    say(f"model        {default.alias} ({default.source})")
-    if setup.notice is not None:
-        say(f"             {setup.notice}")
-    return setup
-
-
 # --- dreamloom up --------------------------------------------------------------------------------------
 
 
@@ -336,7 +326,7 @@ async def _up(system: LocalJobSystem, service: ServiceSettings, env: Mapping[str
     try:
         async with serve(app, service.web_host, service.web_port) as url:
             system.folder.publish(
-                ServiceRecord(os.getpid(), system.settings.redis_url, url, system.models.env.get("DREAMLOOM_MODELS"))
+                ServiceRecord(os.getpid(), system.settings.redis_url, url, _models_file(system.environ))
             )
             if not service.web_is_local:
                 say(f"warning      the playground has no login and listens on {service.web_host}")
@@ -575,6 +565,11 @@ def connect(
             system.stop(hurry)
         finally:
             signal.signal(signal.SIGINT, previous)
+
+
+def _models_file(env: Mapping[str, str]) -> str | None:
+    models = env.get("DREAMLOOM_MODELS")
+    return str(Path(models).resolve()) if models else None
 
 
 def _registry(env: Mapping[str, str]) -> Registry:

@@ -3,7 +3,7 @@
 The job system's own variables (``REDIS_URL``, storage, limits) are read by ``tasks.settings.Settings``;
 the bot's (``DISCORD_TOKEN`` ...) by ``bot.settings.BotSettings``. These are the rest:
 
-    DREAMLOOM_DATA_DIR            dreamloom-data   local storage, the embedded Redis's data, the placeholder model
+    DREAMLOOM_DATA_DIR            dreamloom-data   local storage, the embedded Redis's data, logs
     DREAMLOOM_WEB_HOST            127.0.0.1        where the playground listens (it has no login: keep it local)
     DREAMLOOM_WEB_PORT            8188             its port
     DREAMLOOM_USER                local            who the playground's and the CLI's jobs belong to

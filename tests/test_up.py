@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import uuid
@@ -18,11 +17,10 @@ from typing import Any
 
 import pytest
 
-from engine.registry import Registry
 from tests.playground import JOB_DONE, clean_env, dreamloom, dreamloom_argv, http
 from tests.servers import wait_until
 
-STARTUP_SECONDS = 300  # the first run builds the placeholder model; a busy machine is slow at it
+STARTUP_SECONDS = 300  # a busy 2-core machine is slow to start a worker
 JOB_SECONDS = 180
 
 
@@ -93,15 +91,11 @@ class Up:
 
 
 @pytest.fixture
-def newcomer(tmp_path, tiny_models) -> Iterator[tuple[Path, dict[str, str], str]]:
+def newcomer(tmp_path) -> Iterator[tuple[Path, dict[str, str], str]]:
     """An empty folder, a clean environment (only a free port for the page, and a marker to find the
-    processes by), and the marker. Whatever is left carrying the marker is killed afterwards.
-
-    The placeholder model that ``up`` would build on its first run (``save_tiny_pipeline(..., "sd15")``,
-    slow on a busy 2-core machine) is the session's tiny SD 1.5 pipeline, so it is copied into place; the
-    build itself is tested in test_up_parts.py."""
+    processes by), and the marker. Whatever is left carrying the marker is killed afterwards."""
     folder = tmp_path / "newcomer"
-    shutil.copytree(tiny_models["sd15"], folder / "dreamloom-data" / "models" / "placeholder")
+    folder.mkdir()
     marker = uuid.uuid4().hex
     yield folder, clean_env(DREAMLOOM_WEB_PORT="0", DREAMLOOM_TEST_RUN=marker), marker
     for pid in marked(marker):
@@ -115,12 +109,6 @@ def finished(url: str, job_id: str) -> dict[str, Any]:
     wait_until(done, timeout=JOB_SECONDS, interval=0.2, what=f"job {job_id} to finish")
     view: dict[str, Any] = http(f"{url}/api/jobs/{job_id}")[1]
     return view
-
-
-def expected_notice() -> str:
-    """With nothing configured: the built-in demo model once it ships, the placeholder until then."""
-    default = Registry.from_env({})
-    return "demo" if default.entries and default.resolve(None).alias == "demo" else "placeholder"
 
 
 def stopped_cleanly(up: Up, marker: str, tree: set[int]) -> None:
@@ -140,7 +128,7 @@ def test_up_with_nothing_configured(newcomer):
         assert status == 200
         assert b"<title>dreamloom playground</title>" in page
         info = http(url + "/api/info")[1]
-        assert info["notice"]["kind"] == expected_notice()
+        assert info["notice"]["kind"] == "demo"
         assert "DREAMLOOM_MODEL=stabilityai/sd-turbo" in info["notice"]["text"]
         data = folder / "dreamloom-data"
         assert info["storage"] == f"local folder {data / 'artifacts'}"

@@ -14,67 +14,29 @@ from pathlib import Path
 import pytest
 import redis
 
-from bot import default_model
 from bot.default_model import prepare_models
 from bot.embedded_redis import EmbeddedRedis
 from bot.processes import spawn, stop
 from bot.progress import ProgressBar
 from bot.service import DataFolder, ServiceRecord, worker_command
 from bot.service_settings import ServiceSettings
-from engine.registry import Registry
 from tests.playground import clean_env, dreamloom
 from tests.servers import wait_until
 
 
 def test_a_configured_model_is_used_as_it_is(tmp_path):
-    setup = prepare_models(tmp_path, {"DREAMLOOM_MODEL": "stabilityai/sd-turbo"}, say=print)
+    setup = prepare_models({"DREAMLOOM_MODEL": "stabilityai/sd-turbo"})
     assert setup.registry.resolve(None).source == "stabilityai/sd-turbo"
-    assert (setup.notice, setup.env) == (None, {})
-    assert not (tmp_path / "models").exists(), "nothing to build"
+    assert setup.notice is None
 
 
-def test_with_no_model_the_placeholder_is_registered(tmp_path, monkeypatch):
-    said: list[str] = []
-    monkeypatch.setattr(default_model, "Registry", _EmptyFromEnv)
-    folder = tmp_path / "models" / "placeholder"
-    folder.mkdir(parents=True)
-    (folder / "model_index.json").write_text("{}")  # built by an earlier run
-    setup = prepare_models(tmp_path, {}, say=said.append)
-    assert said == [], "built once, then reused"
+def test_with_no_model_the_built_in_demo_model_is_served(tmp_path):
+    setup = prepare_models({})
     entry = setup.registry.resolve(None)
-    assert (entry.alias, entry.source, entry.family, entry.native_size) == (
-        "placeholder",
-        str(folder),
-        "sd15",
-        (64, 64),
-    )
-    assert setup.env == {"DREAMLOOM_MODELS": str(tmp_path / "models" / "placeholder.toml")}
+    assert (entry.alias, entry.family, entry.native_size) == ("demo", "demo", (64, 64))
+    assert (Path(entry.source) / "model_index.json").is_file(), "it ships with the package: nothing to build"
     assert setup.notice is not None
-    assert setup.notice.kind == "placeholder"
-
-
-class _EmptyFromEnv(Registry):
-    """Today's ``Registry.from_env`` with nothing configured (the demo model may change that)."""
-
-    @classmethod
-    def from_env(cls, environ=None):
-        return cls()
-
-
-def test_the_placeholder_build_is_atomic_and_says_why_it_failed(tmp_path, monkeypatch):
-    target = tmp_path / "models" / "placeholder"
-    monkeypatch.setattr(
-        default_model, "_BUILD", "import pathlib, sys; p = pathlib.Path(sys.argv[1]); p.mkdir(); "
-        "(p / 'model_index.json').write_text('{}')"
-    )  # fmt: skip
-    default_model._build(target)
-    assert (target / "model_index.json").is_file()
-    assert [p.name for p in target.parent.iterdir()] == ["placeholder"], "no partial folder left"
-
-    monkeypatch.setattr(default_model, "_BUILD", "import sys; sys.exit('no torch here')")
-    with pytest.raises(RuntimeError, match=r"(?s)could not build the placeholder model .*no torch here"):
-        default_model._build(tmp_path / "other")
-    assert not (tmp_path / "other").exists()
+    assert setup.notice.kind == "demo"
 
 
 def test_embedded_redis_keeps_its_data_across_restarts(tmp_path):

@@ -161,21 +161,15 @@ def test_follow_up_rules_come_from_the_job_system(playground):
     assert "not available on a grid" in body["error"]
 
 
-def test_info_says_when_the_model_is_a_placeholder_or_the_demo(tmp_path):
-    placeholder = Registry.from_mapping({"models": {"placeholder": {"source": str(tmp_path)}}})
-    demo = Registry.from_mapping({"models": {"demo": {"source": str(tmp_path)}}})
+def test_info_says_when_the_model_is_the_demo():
+    demo = Registry.from_env({})
     real = Registry.from_mapping({"models": {"v6": {"source": "stabilityai/sd-turbo", "family": "sd-turbo"}}})
-    placeholder_notice, demo_notice = notice_for(placeholder), notice_for(demo)
-    assert placeholder_notice is not None
+    demo_notice = notice_for(demo)
     assert demo_notice is not None
-    assert (placeholder_notice.kind, placeholder_notice.title) == ("placeholder", "Placeholder model")
-    assert "draws noise" in placeholder_notice.text
-    assert "DREAMLOOM_MODEL=stabilityai/sd-turbo" in placeholder_notice.text
     assert (demo_notice.kind, demo_notice.title) == ("demo", "Built-in demo model")
     assert "coloured shapes" in demo_notice.text
     assert "DREAMLOOM_MODEL=stabilityai/sd-turbo" in demo_notice.text
     assert notice_for(real) is None
-    assert notice_for(Registry()) is not None
 
 
 def test_only_local_json_requests_are_served(playground):
