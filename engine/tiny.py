@@ -39,6 +39,8 @@ from transformers import (
     CLIPTokenizer,
 )
 
+from engine.demo.vocab import vocabulary
+
 __all__ = [
     "TINY_NATIVE_SIZE",
     "TINY_SIZE_MULTIPLE",
@@ -260,23 +262,8 @@ def _text_config(tokenizer: CLIPTokenizer) -> CLIPTextConfig:
 
 def byte_tokenizer() -> CLIPTokenizer:
     """A CLIP BPE tokenizer over single bytes (no merges): every text tokenizes, nothing is downloaded."""
-    symbols = list(_bytes_to_unicode().values())
-    tokens = [*symbols, *(s + "</w>" for s in symbols), "<|startoftext|>", "<|endoftext|>"]
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        (folder / "vocab.json").write_text(json.dumps({token: index for index, token in enumerate(tokens)}))
+        (folder / "vocab.json").write_text(json.dumps(vocabulary([])))  # the byte symbols, start and end
         (folder / "merges.txt").write_text("#version: 0.2\n")
         return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible byte-to-character table."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    codes = printable[:]
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            codes.append(256 + extra)
-            extra += 1
-    return {byte: chr(code) for byte, code in zip(printable, codes, strict=True)}

@@ -59,7 +59,8 @@ def _merge(symbols: list[str], pair: tuple[str, str]) -> list[str]:
 
 
 def vocabulary(merges: list[tuple[str, str]]) -> dict[str, int]:
-    """CLIP's byte symbols, their word-final forms, every merge result, then the start and end tokens."""
+    """CLIP's byte symbols, their word-final forms, every merge result, then the start and end tokens
+    (with no merges: the byte-level vocabulary of ``engine.tiny``'s test pipelines)."""
     symbols = list(_bytes_to_unicode().values())
     tokens = [*symbols, *(s + _END for s in symbols)]
     seen = set(tokens)
