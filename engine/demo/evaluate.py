@@ -24,8 +24,8 @@ from PIL import Image
 
 from engine.demo import MODEL_DIR
 from engine.demo.captions import full_caption
-from engine.demo.checker import ATTRIBUTES, colour_share, read, score
-from engine.demo.scenes import Scene, heldout_scenes
+from engine.demo.checker import ATTRIBUTES, Reading, colour_share, read, score
+from engine.demo.scenes import heldout_scenes
 from engine.generate import Engine
 from engine.prompt import parse
 from engine.registry import Registry
@@ -158,16 +158,9 @@ def _share(images: Sequence[Image.Image], colour: str) -> float:
     return statistics.mean(colour_share(image, colour) for image in images)
 
 
-def _main_attributes(reading: object) -> tuple[object, ...]:
-    from engine.demo.checker import Reading
-
-    assert isinstance(reading, Reading)
+def _main_attributes(reading: Reading) -> tuple[object, ...]:
     shape = reading.shapes[0] if reading.shapes else None
     return (reading.background, reading.background_bottom, shape and (shape.colour, shape.kind, shape.position))
-
-
-def _scene_prompt(scene: Scene) -> str:
-    return full_caption(scene)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

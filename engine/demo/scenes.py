@@ -31,7 +31,6 @@ __all__ = [
     "background_array",
     "contrast",
     "heldout_scenes",
-    "kind_extent",
     "placement",
     "render",
     "sample_scene",
@@ -116,11 +115,6 @@ class Scene:
     @property
     def bottom(self) -> str:
         return self.background_bottom or self.background
-
-
-def kind_extent(kind: str) -> tuple[float, float]:
-    """Width and height of a shape's bounding box in units of its radius."""
-    return _EXTENTS[kind]
 
 
 def placement(scene: Scene, size: tuple[int, int]) -> list[tuple[float, float, float]]:
