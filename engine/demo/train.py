@@ -212,12 +212,6 @@ def _rendered(scene: Scene, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarr
     return pixels, np.abs(pixels - background).max(axis=-1) > 8
 
 
-def _shape_masks(scenes: Sequence[Scene], size: tuple[int, int], factor: int) -> torch.Tensor:
-    """(N, 1, h, w) at latent resolution: 1 where a latent pixel covers any part of a shape."""
-    masks = torch.from_numpy(np.stack([_rendered(scene, size)[1] for scene in scenes])).float()[:, None]
-    return F.max_pool2d(masks, factor)
-
-
 @torch.no_grad()
 def _scaling_factor(components: Components, config: TrainConfig) -> float:
     """1 / the standard deviation of latents, so the diffusion model sees unit-variance latents."""
@@ -229,8 +223,12 @@ def _scaling_factor(components: Components, config: TrainConfig) -> float:
 
 
 def _images(scenes: Sequence[Scene], size: tuple[int, int]) -> torch.Tensor:
-    pixels = np.stack([np.asarray(render(scene, size), dtype=np.float32) for scene in scenes])
-    return torch.from_numpy(pixels).permute(0, 3, 1, 2) / 127.5 - 1
+    return _batch([np.asarray(render(scene, size), dtype=np.float32) for scene in scenes])
+
+
+def _batch(pixels: Sequence[np.ndarray]) -> torch.Tensor:
+    """(height, width, 3) arrays of 0..255 as one (N, 3, height, width) batch in [-1, 1]."""
+    return torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2) / 127.5 - 1
 
 
 # --- 2. the data ------------------------------------------------------------------------------------
@@ -264,13 +262,18 @@ def _encode_scenes(components: Components, config: TrainConfig) -> _Data:
         vae = components.vae.eval()
         factor = float(vae.config.scaling_factor)
         for size, members in indices.items():
-            chunks = []
+            latent_chunks, mask_chunks = [], []
             with torch.no_grad():
                 for start in range(0, len(members), 256):
-                    batch = [scenes[i] for i in members[start : start + 256]]
-                    chunks.append(vae.encode(_images(batch, size)).latent_dist.mean * factor)
-            groups[size] = (torch.cat(chunks) if chunks else torch.empty(0), members)
-            masks[size] = _masks_of(scenes, size, *groups[size])
+                    rendered = [_rendered(scenes[i], size) for i in members[start : start + 256]]
+                    pixels, shapes = zip(*rendered, strict=True)
+                    latents = vae.encode(_batch(pixels)).latent_dist.mean
+                    latent_chunks.append(latents * factor)
+                    # 1 where a latent pixel covers any part of a shape
+                    shape_pixels = torch.from_numpy(np.stack(shapes)).float()[:, None]
+                    mask_chunks.append(F.max_pool2d(shape_pixels, size[0] // latents.shape[-1]))
+            groups[size] = (torch.cat(latent_chunks) if latent_chunks else torch.empty(0), members)
+            masks[size] = torch.cat(mask_chunks) if mask_chunks else torch.empty(0)
             _log(f"data: {len(members)} scenes at {size[0]}x{size[1]}")
         _save(
             {
@@ -283,13 +286,6 @@ def _encode_scenes(components: Components, config: TrainConfig) -> _Data:
             path,
         )
     return _Data(scenes, groups, masks)
-
-
-def _masks_of(scenes: list[Scene], size: tuple[int, ...], latents: torch.Tensor, members: list[int]) -> torch.Tensor:
-    if not members:
-        return torch.empty(0)
-    factor = size[0] // latents.shape[-1]
-    return _shape_masks([scenes[i] for i in members], (size[0], size[1]), factor)
 
 
 def _scene_to(scene: Scene) -> dict[str, Any]:
