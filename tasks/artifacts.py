@@ -7,9 +7,11 @@ a tile (no GPU work), by the client itself.
 
 The images are kept losslessly as WebP (libwebp's fastest lossless setting: the size of PNG at its fastest
 zlib level, encoded three to four times faster); the grid, which is only those images side by side, is
-kept as the JPEG the bot posts, so posting needs no decoding or encoding. Encoding runs in threads (libwebp
-and libjpeg release the GIL), and uploads do too. Readers find a job's files through its record, so jobs
-stored with other names (PNG originals, before) keep working.
+kept as the JPEG the bot posts, so posting needs no decoding or encoding. Large images are encoded in
+threads (libwebp and libjpeg release the GIL), and uploads to a remote store run in threads too; small
+images and local files are handled in the calling thread, where handing work to a thread costs more than
+it saves. Readers find a job's files through its record, so jobs stored with other names (PNG originals,
+before) keep working.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ _CONTENT_TYPES = {GRID: "image/jpeg", MANIFEST: "application/json", PREVIEW: "im
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"RIFF", "image/webp"))
 PREVIEW_SIDE = 256
 _THREADS = min(8, os.cpu_count() or 2)
+# Below this many pixels in all, encoding in the calling thread beats handing the images to threads.
+_PARALLEL_PIXELS = 4 * 256 * 256
 _pool: tuple[int, ThreadPoolExecutor] | None = None
 
 
@@ -113,8 +117,11 @@ def prepare(
     }
     if result.grid is not None:
         work[GRID] = (encode_grid, result.grid)
-    futures = {name: _threads().submit(encode, image) for name, (encode, image) in work.items()}
-    encoded = {name: future.result() for name, future in futures.items()}
+    if sum(image.width * image.height for _, image in work.values()) < _PARALLEL_PIXELS:
+        encoded = {name: encode(image) for name, (encode, image) in work.items()}
+    else:
+        futures = {name: _threads().submit(encode, image) for name, (encode, image) in work.items()}
+        encoded = {name: future.result() for name, future in futures.items()}
     if preview is not None:
         encoded[PREVIEW] = preview
     files = {name: artifact_key(job.id, file_name(name)) for name in [*encoded, MANIFEST]}
@@ -126,8 +133,12 @@ def upload(storage: Storage, job_id: str, artifacts: dict[str, bytes]) -> dict[s
     """Store prepared artifacts, ``job.json`` last; returns artifact name -> storage key."""
     files = {name: artifact_key(job_id, file_name(name)) for name in artifacts}
     others = [name for name in artifacts if name != MANIFEST]
-    for done in [_threads().submit(storage.put, files[n], artifacts[n], content_type(n)) for n in others]:
-        done.result()  # raises the first failure; job.json is then not written
+    if storage.keeps_files_locally:  # writes to this disk's page cache: threads would only add hand-offs
+        for name in others:
+            storage.put(files[name], artifacts[name], content_type(name))
+    else:
+        for done in [_threads().submit(storage.put, files[n], artifacts[n], content_type(n)) for n in others]:
+            done.result()  # raises the first failure; job.json is then not written
     storage.put(files[MANIFEST], artifacts[MANIFEST], content_type(MANIFEST))
     return files
 

@@ -8,9 +8,11 @@ for up to ``retry_seconds``; anything else fails at once with a message that say
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import os
-import tempfile
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -71,15 +73,28 @@ class LocalStorage(Storage):
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
+        self._writes = itertools.count()
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         path = self._path(key)
+        # A name no other writer uses (process, thread, call), so concurrent puts of one key never collide.
+        partial = path.with_name(f".tmp-{path.name}.{os.getpid()}.{threading.get_ident()}.{next(self._writes)}")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, prefix=".tmp-") as handle:
-                handle.write(data)
-            os.replace(handle.name, path)
+            try:
+                handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileNotFoundError:  # the job's first file: make its folder
+                path.parent.mkdir(parents=True, exist_ok=True)
+                handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                with memoryview(data) as view:
+                    while view:
+                        view = view[os.write(handle, view) :]
+            finally:
+                os.close(handle)
+            os.replace(partial, path)
         except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
             reason = f"Cannot write {path}: {exc.strerror}; check the data folder's space and rights"
             raise StorageError(reason) from exc
 
@@ -101,7 +116,9 @@ class LocalStorage(Storage):
         return f"local folder {self.root}"
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
+        # Lexical, without touching the disk: keys are ours ("<job>/<file>"), this only stops a forged one
+        # ("../x", "/etc/x") from leaving the folder.
+        path = Path(os.path.normpath(self.root / key))
         if self.root not in path.parents:
             raise StorageError(f"Artifact key {key!r} points outside the storage folder")
         return path

@@ -84,6 +84,13 @@ return {attempts, status}
 # KEYS: job, stream, owner's active set, owner's held list, family waiting set, unsent set, status counts
 # ARGV: id, allowed statuses (comma-separated), new status, now, max active, job key prefix, stream maxlen,
 #       number of field pairs, field pairs..., event pairs...
+_DURATION = """
+local previous = redis.call('HGET', KEYS[1], 'seconds')
+local value = tonumber(ARGV[1])
+if previous then value = 0.8 * tonumber(previous) + 0.2 * value end
+redis.call('HSET', KEYS[1], 'seconds', string.format('%.3f', value))
+"""
+
 _FINISH = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {-1} end
@@ -153,6 +160,7 @@ class JobStore:
         self._admit = redis.register_script(_ADMIT)
         self._begin = redis.register_script(_BEGIN)
         self._finish = redis.register_script(_FINISH)
+        self._duration = redis.register_script(_DURATION)
 
     # --- records -------------------------------------------------------------------------------------
 
@@ -287,11 +295,16 @@ class JobStore:
     def cancel_requested(self, job_id: str) -> bool:
         return bool(self.redis.exists(_job_key(job_id) + ":cancel"))
 
-    def set_progress(self, job_id: str, percent: int, preview: bytes | None) -> None:
-        with self.redis.pipeline() as pipe:
+    def set_progress(
+        self, job_id: str, percent: int, preview: bytes | None, event: dict[str, str | bytes] | None = None
+    ) -> None:
+        """Record progress (and the latest preview), appending ``event`` to the stream in the same round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(_job_key(job_id), "progress", str(percent))
             if preview is not None:
                 pipe.set(_job_key(job_id) + ":preview", preview, ex=PREVIEW_TTL_SECONDS)
+            if event is not None:
+                pipe.xadd(EVENT_STREAM, cast(Any, event), maxlen=EVENT_STREAM_MAXLEN, approximate=True)
             pipe.execute()
 
     def preview(self, job_id: str) -> bytes | None:
@@ -339,10 +352,8 @@ class JobStore:
         return result
 
     def record_duration(self, family: str, seconds: float) -> None:
-        key = PREFIX + f"stats:{family}"
-        previous = self.redis.hget(key, "seconds")
-        value = seconds if previous is None else 0.8 * float(previous) + 0.2 * seconds
-        self.redis.hset(key, "seconds", f"{value:.3f}")
+        """Fold a finished job's seconds into the family's running average (0.8 old, 0.2 new)."""
+        self._duration(keys=[PREFIX + f"stats:{family}"], args=[f"{seconds:.3f}"])
 
     def typical_duration(self, family: str) -> float | None:
         value = self.redis.hget(PREFIX + f"stats:{family}", "seconds")

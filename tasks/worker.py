@@ -346,9 +346,8 @@ class _Progress:
         percent = min(99, int(step * 100 / max(1, total)))  # 100 % is the done event
         preview_bytes = self.last_preview if self.pending_preview else None
         self.pending_preview = False
-        self.runner.store.set_progress(self.job.id, percent, preview_bytes)
         event = JobEvent(EventType.PROGRESS, self.job.id, self.job.owner, self.job.channel, percent, preview_bytes)
-        self.runner.events.emit(event)
+        self.runner.store.set_progress(self.job.id, percent, preview_bytes, event.fields())
 
 
 def _files_of(manifest: dict[str, Any]) -> dict[str, str]:
