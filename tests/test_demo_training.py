@@ -7,6 +7,9 @@ import dataclasses
 import hashlib
 import json
 
+import torch
+
+from engine.demo.export import build_unet, with_attention_16
 from engine.demo.train import TrainConfig, train
 from engine.generate import Engine
 from engine.prompt import parse
@@ -53,3 +56,36 @@ def test_training_runs_every_stage_and_exports_a_pipeline_the_engine_loads(tmp_p
     for stage in ("autoencoder: trained earlier, loaded", "data: encoded earlier, loaded"):
         assert stage in printed, printed
     assert "diffusion: trained earlier, loaded" in printed, "a finished run is picked up, not redone"
+
+
+def test_attention_added_at_16x16_starts_out_computing_what_the_first_recipe_did():
+    torch.manual_seed(0)
+    first = build_unet(attention_16=False).eval()
+    extended = with_attention_16(first).eval()
+    assert extended.config.down_block_types[0] == "CrossAttnDownBlock2D"
+    assert sum(p.numel() for p in extended.parameters()) > sum(p.numel() for p in first.parameters())
+    latents, text = torch.randn(2, 4, 16, 16), torch.randn(2, 8, 128)
+    with torch.no_grad():
+        before = first(latents, torch.tensor([10, 700]), text).sample
+        after = extended(latents, torch.tensor([10, 700]), text).sample
+    torch.testing.assert_close(after, before)
+
+
+def test_init_trains_on_from_an_exported_first_recipe_model(tmp_path, capsys):
+    first = train(dataclasses.replace(smoke(tmp_path, "first"), attention_16=False, kind_words=0.0, evaluate=0))
+    assert json.loads((first / "unet" / "config.json").read_text())["down_block_types"][0] == "DownBlock2D"
+    capsys.readouterr()
+    folder = train(dataclasses.replace(smoke(tmp_path, "on"), init=first, evaluate=0))
+    printed = capsys.readouterr().out
+    assert f"from {first}" in printed, printed
+    assert "autoencoder: starting" not in printed, printed
+    assert "diffusion: finished" in printed, printed
+    assert json.loads((folder / "unet" / "config.json").read_text())["down_block_types"][0] == "CrossAttnDownBlock2D"
+    assert (
+        weights(folder)["vae/diffusion_pytorch_model.safetensors"]
+        == weights(first)["vae/diffusion_pytorch_model.safetensors"]
+    ), "the autoencoder comes from the model trained on"
+    result = Engine(Registry.from_mapping({"models": {"demo": {"source": str(folder), "family": "demo"}}})).imagine(
+        parse("a small green star on the left --seed 5")
+    )
+    assert len(result.images) == 4

@@ -32,8 +32,10 @@ __all__ = [
     "build_components",
     "export",
     "inference_scheduler",
+    "load_components",
     "preview_factors",
     "training_scheduler",
+    "with_attention_16",
 ]
 
 LATENT_CHANNELS = 4
@@ -96,17 +98,21 @@ def build_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModel:
     return CLIPTextModel(config)
 
 
-def build_unet() -> UNet2DConditionModel:
-    """A small conditional UNet on 16x16 latents: 16 -> 8 -> 4, cross-attention at 8x8 and 4x4."""
+def build_unet(attention_16: bool = True) -> UNet2DConditionModel:
+    """A small conditional UNet on 16x16 latents: 16 -> 8 -> 4, cross-attention to the prompt at every
+    level. Shape kinds (a star's points, a ring's hole, a square's corners) are details of one or two latent
+    pixels that only the 16x16 level can draw; without attention there (``attention_16=False``, the first
+    recipe) the model drew every kind as the same blob."""
     channels = UNET_CHANNELS
+    top = "CrossAttn" if attention_16 else ""
     return UNet2DConditionModel(
         sample_size=16,
         in_channels=LATENT_CHANNELS,
         out_channels=LATENT_CHANNELS,
         block_out_channels=channels,
         layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        down_block_types=(f"{top}DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", f"{top}UpBlock2D"),
         cross_attention_dim=TEXT_WIDTH,
         attention_head_dim=[c // 32 for c in channels],
         norm_num_groups=16,
@@ -115,9 +121,37 @@ def build_unet() -> UNet2DConditionModel:
     )
 
 
-def build_components() -> Components:
+def with_attention_16(unet: UNet2DConditionModel) -> UNet2DConditionModel:
+    """``unet`` (a first-recipe UNet without attention at 16x16) with that attention added, initialised to
+    pass its input through unchanged (a zero output projection on the residual path): the result computes
+    exactly what ``unet`` did, and training goes on from there."""
+    if unet.config.down_block_types[0] == "CrossAttnDownBlock2D":
+        return unet
+    extended = build_unet(attention_16=True)
+    missing, unexpected = extended.load_state_dict(unet.state_dict(), strict=False)
+    if unexpected or any(".attentions." not in name for name in missing):
+        raise ValueError(f"not a demo UNet: unexpected {unexpected[:3]}, missing {missing[:3]}")
+    with torch.no_grad():
+        for name, parameter in extended.named_parameters():
+            if name in missing and ".proj_out." in name:
+                parameter.zero_()
+    return extended.to(unet.dtype)
+
+
+def build_components(attention_16: bool = True) -> Components:
     tokenizer = vocab.tokenizer()
-    return Components(tokenizer, build_text_encoder(tokenizer), build_unet(), build_vae())
+    return Components(tokenizer, build_text_encoder(tokenizer), build_unet(attention_16), build_vae())
+
+
+def load_components(folder: str | Path) -> Components:
+    """The parts of an exported demo model, in float32 for training on (``train --init``)."""
+    folder = Path(folder)
+    return Components(
+        vocab.tokenizer(),
+        CLIPTextModel.from_pretrained(folder / "text_encoder", torch_dtype=torch.float32),
+        UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=torch.float32),
+        AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch.float32),
+    )
 
 
 def training_scheduler() -> DDPMScheduler:
