@@ -24,10 +24,9 @@ def demo() -> Engine:
 
 
 def main_attributes(reading: Reading) -> tuple[object, ...]:
-    """Background, and the main shape's colour and place. Not its kind: the shipped model has not learnt
-    kinds yet (23 % on held-out prompts, about chance; see the README's evaluator table)."""
+    """Background, and the main shape's colour, kind and place."""
     shape = reading.shapes[0] if reading.shapes else None
-    return (reading.background, reading.background_bottom, shape and (shape.colour, shape.position))
+    return (reading.background, reading.background_bottom, shape and (shape.colour, shape.kind, shape.position))
 
 
 def test_the_model_is_small_safetensors_in_the_diffusers_layout():
@@ -60,8 +59,16 @@ def test_nothing_configured_serves_the_demo_model(demo):
         Scene("blue", (Shape("circle", "red", "large", "centre"),)),
         Scene("white", (Shape("square", "black", "large", "left"),)),
         Scene("yellow", (Shape("triangle", "purple", "large", "top"),)),
+        Scene("grey", (Shape("star", "orange", "large", "bottom right"),)),
+        Scene("green", (Shape("ring", "white", "large", "top left"),)),
     ],
-    ids=["red-circle-on-blue", "black-square-on-white", "purple-triangle-on-yellow"],
+    ids=[
+        "red-circle-on-blue",
+        "black-square-on-white",
+        "purple-triangle-on-yellow",
+        "orange-star-on-grey",
+        "white-ring-on-green",
+    ],
 )
 def test_a_grid_follows_its_prompt(demo, scene):
     result = demo.imagine(parse(f"{full_caption(scene)} --seed 1 {FAST}"))
@@ -69,6 +76,7 @@ def test_a_grid_follows_its_prompt(demo, scene):
     assert sum(m["background"] for m in marks) >= 3, marks
     assert sum(m["colour"] for m in marks) >= 3, marks
     assert sum(m["position"] for m in marks) >= 3, marks
+    assert sum(m["kind"] for m in marks) >= 3, marks
 
 
 def test_the_seed_reproduces_and_another_seed_differs(demo):
@@ -96,7 +104,7 @@ def test_a_wide_aspect_gives_a_wide_scene_that_still_follows_the_prompt(demo):
     result = demo.imagine(parse(f"{full_caption(scene)} --ar 2:1 --seed 3 {FAST}"))
     assert all(image.width >= 1.5 * image.height for image in result.images)
     marks = [score(scene, read(image)) for image in result.images]
-    assert sum(m["background"] and m["colour"] and m["position"] for m in marks) >= 3, marks
+    assert sum(m["background"] and m["colour"] and m["kind"] and m["position"] for m in marks) >= 3, marks
 
 
 def test_a_variation_keeps_the_parent_s_main_attributes(demo):

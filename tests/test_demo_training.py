@@ -81,6 +81,7 @@ def test_init_trains_on_from_an_exported_first_recipe_model(tmp_path, capsys):
     assert "autoencoder: starting" not in printed, printed
     assert "diffusion: finished" in printed, printed
     assert json.loads((folder / "unet" / "config.json").read_text())["down_block_types"][0] == "CrossAttnDownBlock2D"
+    assert not [c for c in folder.glob("*/config.json") if "_name_or_path" in c.read_text()], "no scratch paths"
     assert (
         weights(folder)["vae/diffusion_pytorch_model.safetensors"]
         == weights(first)["vae/diffusion_pytorch_model.safetensors"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,12 +189,22 @@ def export(components: Components, folder: str | Path, card: str = "") -> Path:
                     tensor.data = tensor.data.to(torch.float16)
         half.save_pretrained(staging, safe_serialization=True)
     vocab.write_tokenizer_files(staging / "tokenizer")  # the plain BPE files too, for any CLIP tokenizer
+    _forget_sources(staging)
     if card:
         (staging / "README.md").write_text(card, encoding="utf-8")
     if folder.exists():
         shutil.rmtree(folder)
     staging.rename(folder)
     return folder
+
+
+def _forget_sources(folder: Path) -> None:
+    """Drop ``_name_or_path`` (where a part trained on with ``--init`` was loaded from: a scratch folder) from
+    the exported configs."""
+    for config in folder.glob("*/config.json"):
+        settings = json.loads(config.read_text(encoding="utf-8"))
+        if settings.pop("_name_or_path", None) is not None:
+            config.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 @torch.no_grad()
