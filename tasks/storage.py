@@ -81,16 +81,10 @@ class LocalStorage(Storage):
         partial = path.with_name(f".tmp-{path.name}.{os.getpid()}.{threading.get_ident()}.{next(self._writes)}")
         try:
             try:
-                handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                _write_new(partial, data)
             except FileNotFoundError:  # the job's first file: make its folder
                 path.parent.mkdir(parents=True, exist_ok=True)
-                handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                with memoryview(data) as view:
-                    while view:
-                        view = view[os.write(handle, view) :]
-            finally:
-                os.close(handle)
+                _write_new(partial, data)
             os.replace(partial, path)
         except OSError as exc:
             with contextlib.suppress(OSError):
@@ -122,6 +116,12 @@ class LocalStorage(Storage):
         if self.root not in path.parents:
             raise StorageError(f"Artifact key {key!r} points outside the storage folder")
         return path
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Write ``data`` to a file that must not exist yet."""
+    with open(path, "xb") as handle:
+        handle.write(data)
 
 
 class S3Storage(Storage):
