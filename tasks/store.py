@@ -67,6 +67,8 @@ redis.call('RPUSH', KEYS[3], ARGV[1])
 return {status, redis.call('LLEN', KEYS[3]) - 1}
 """
 
+# KEYS: job, family waiting set, unsent set, status counts, family workers, stream
+# ARGV: id, now, worker, max attempts, stream maxlen, event pairs...
 _BEGIN = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'queued' and status ~= 'running' then return {0, status or ''} end
@@ -78,6 +80,10 @@ if status == 'queued' then
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('SREM', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[5], ARGV[2], ARGV[3])
+if attempts <= tonumber(ARGV[4]) and #ARGV > 5 then
+  redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[5], '*', unpack(ARGV, 6))
+end
 return {attempts, status}
 """
 
@@ -235,11 +241,25 @@ class JobStore:
             pipe.sadd(PREFIX + "families", job.family)
             pipe.execute()
 
-    def begin(self, job: Job, worker: str) -> tuple[int, str]:
+    def begin(
+        self, job: Job, worker: str, max_attempts: int, event: dict[str, str | bytes] | None = None
+    ) -> tuple[int, str]:
         """Start an attempt: (attempts so far including this one, previous status), or (0, status) when the
-        job must not run (finished, cancelled meanwhile)."""
-        keys = [_job_key(job.id), _waiting_key(job.family), PREFIX + "unsent", COUNTS]
-        attempts, previous = self._begin(keys=keys, args=[job.id, time.time(), worker])
+        job must not run (finished, cancelled meanwhile). In the same step the worker is marked alive and,
+        when the attempt may run (at most ``max_attempts``), ``event`` goes to the stream."""
+        keys = [
+            _job_key(job.id),
+            _waiting_key(job.family),
+            PREFIX + "unsent",
+            COUNTS,
+            _workers_key(job.family),
+            EVENT_STREAM,
+        ]
+        event_pairs: list[str | bytes] = []
+        for name, data in (event or {}).items():
+            event_pairs += [name, data]
+        args = [job.id, time.time(), worker, max_attempts, EVENT_STREAM_MAXLEN, *event_pairs]
+        attempts, previous = self._begin(keys=keys, args=args)
         return int(attempts), _text(previous)
 
     def finish(
@@ -328,11 +348,11 @@ class JobStore:
         return [_text(i) for i in self.redis.smembers(PREFIX + "unsent")]
 
     def worker_seen(self, family: str, worker: str) -> None:
-        self.redis.zadd(PREFIX + f"workers:{family}", {worker: time.time()})
+        self.redis.zadd(_workers_key(family), {worker: time.time()})
 
     def workers(self, family: str) -> int:
         since = time.time() - WORKER_ALIVE_SECONDS
-        return int(self.redis.zcount(PREFIX + f"workers:{family}", since, "+inf"))
+        return int(self.redis.zcount(_workers_key(family), since, "+inf"))
 
     def counts(self) -> dict[str, int]:
         """How many jobs are in each status now (queued, held, running) or ended so (done, failed, cancelled)."""
@@ -370,6 +390,10 @@ def _user_key(owner: str, what: str) -> str:
 
 def _waiting_key(family: str) -> str:
     return f"{PREFIX}waiting:{family}"
+
+
+def _workers_key(family: str) -> str:
+    return f"{PREFIX}workers:{family}"
 
 
 def _valid_id(job_id: str) -> bool:

@@ -5,7 +5,8 @@ CUDA must start in the process that uses it) and reuses it for every job. A job 
 
 1. a job that is already finished or cancelled is acknowledged and skipped (a redelivery);
 2. a job whose ``job.json`` is already stored (a worker died after storing it) is finished from storage;
-3. otherwise an attempt starts; past ``max_attempts`` (the job keeps killing its workers) it fails;
+3. otherwise an attempt starts (its ``started`` event in the same step); past ``max_attempts`` (the job
+   keeps killing its workers) it fails;
 4. the engine renders it with progress events, the artifacts go to the worker's spool folder, then to
    storage (retried), and the job finishes with its event in one atomic step. If storing fails for good,
    the job fails with the reason and the files stay in the spool, where a redelivery picks them up.
@@ -39,7 +40,7 @@ from engine.results import GenerationResult
 from tasks.artifacts import MANIFEST, encode_preview, file_name, prepare, read_manifest, upload
 from tasks.celery_app import PING_TASK, RENDER_TASK, make_celery
 from tasks.errors import JobError, StorageError, UnknownJob
-from tasks.events import EventBus, EventType, JobEvent
+from tasks.events import EventType, JobEvent
 from tasks.fetch import fetch_image
 from tasks.logs import job_context
 from tasks.metrics import FINISHED, STAGE_SECONDS, record_gpu_memory, record_model_loads
@@ -92,7 +93,6 @@ class WorkerRuntime:
             self._runner = JobRunner(
                 settings=self.settings,
                 store=store,
-                events=EventBus(redis),
                 storage=storage_from_settings(self.settings),
                 dispatcher=Dispatcher(self.app, store, self.settings, RENDER_TASK),
                 engine=self.engine,
@@ -142,14 +142,12 @@ class JobRunner:
         *,
         settings: Settings,
         store: JobStore,
-        events: EventBus,
         storage: Storage,
         dispatcher: Dispatcher,
         engine: Callable[[], Any],
     ) -> None:
         self.settings = settings
         self.store = store
-        self.events = events
         self.storage = storage
         self.dispatcher = dispatcher
         self.engine = engine
@@ -173,7 +171,8 @@ class JobRunner:
             log.info("job %s: its result is already stored; finishing it without rendering again", job.id)
             self._finish_done(job, _files_of(read_manifest(self.storage, job.id)), None)
             return
-        attempts, _ = self.store.begin(job, worker)
+        started_event = JobEvent(EventType.STARTED, job.id, job.owner, job.channel, percent=0)
+        attempts, _ = self.store.begin(job, worker, self.settings.max_attempts, started_event.fields())
         if attempts == 0:
             log.info("job %s: cancelled or finished before it started", job.id)
             return
@@ -187,7 +186,6 @@ class JobRunner:
         log.info("attempt %d on %s (%s, %s)", attempts, worker, job.action.value, job.model)
         if attempts == 1 and job.queued_at is not None:
             STAGE_SECONDS.labels(stage="wait").observe(max(0.0, time.time() - job.queued_at))
-        self.events.emit(JobEvent(EventType.STARTED, job.id, job.owner, job.channel, percent=0))
         started = time.monotonic()
         try:
             artifacts = self.spool.load(job.id)  # a previous attempt rendered it but could not store it
@@ -209,8 +207,6 @@ class JobRunner:
             log.exception("job %s: unexpected error", job.id)
             self._fail(job, f"Internal error ({type(exc).__name__}); the server log has the details")
             return
-        finally:
-            self.store.worker_seen(job.family, worker)
         stored = time.monotonic()
         try:
             files = upload(self.storage, job.id, artifacts)

@@ -276,7 +276,7 @@ def test_a_redelivered_job_whose_result_exists_is_not_rendered_again(client, set
             return super().imagine(request, **options)
 
     def runner() -> JobRunner:
-        return JobRunner(settings=settings, store=client.store, events=client.events, storage=client.storage,
+        return JobRunner(settings=settings, store=client.store, storage=client.storage,
                          dispatcher=client.dispatcher, engine=lambda: Counting(client.registry))  # fmt: skip
 
     crashing = runner()
@@ -297,7 +297,7 @@ def test_jobs_stored_with_png_originals_keep_working(client, settings):
     """Originals were PNG files before they were lossless WebP: readers go through the job's record and
     job.json, so an old job's images are still served and its buttons still work."""
     job = client.submit(parse("a cat --seed 5"), owner="alice")
-    runner = JobRunner(settings=settings, store=client.store, events=client.events, storage=client.storage,
+    runner = JobRunner(settings=settings, store=client.store, storage=client.storage,
                        dispatcher=client.dispatcher, engine=lambda: NullEngine(client.registry))  # fmt: skip
     runner.run(job.id, worker="w1")
     manifest = client.manifest(job.id)

@@ -91,11 +91,29 @@ def test_a_job_finishes_once_with_exactly_one_event(store):
 def test_begin_counts_attempts_and_refuses_finished_jobs(store):
     item = job()
     store.admit(item, max_active=2, max_held=2)
-    assert store.begin(item, "w1") == (1, "queued")
-    assert store.begin(item, "w2") == (2, "running"), "a redelivery is another attempt"
+    assert store.begin(item, "w1", max_attempts=3) == (1, "queued")
+    assert store.begin(item, "w2", max_attempts=3) == (2, "running"), "a redelivery is another attempt"
     assert store.get(item.id).worker == "w2"
     store.finish(item, JobStatus.CANCELLED, (JobStatus.RUNNING,), 2)
-    assert store.begin(item, "w3") == (0, "cancelled")
+    assert store.begin(item, "w3", max_attempts=3) == (0, "cancelled")
+
+
+def test_begin_marks_the_worker_alive_and_announces_attempts_it_may_run(store):
+    events = EventBus(store.redis)
+    events.ensure_group("test")
+    item = job()
+    store.admit(item, max_active=2, max_held=2)
+    started = JobEvent(EventType.STARTED, item.id, item.owner, item.channel, percent=0).fields()
+    assert store.workers("sd15") == 0
+    assert store.begin(item, "w1", max_attempts=2, event=started) == (1, "queued")
+    assert store.workers("sd15") == 1
+    assert store.begin(item, "w2", max_attempts=2, event=started) == (2, "running")
+    assert store.begin(item, "w3", max_attempts=2, event=started) == (3, "running")
+    read = events.read("test", "reader", block_ms=10)
+    assert [(e.type, e.job_id, e.percent) for e in read] == [(EventType.STARTED, item.id, 0)] * 2, (
+        "the third attempt is past the limit: it fails instead of starting"
+    )
+    assert store.workers("sd15") == 3
 
 
 def test_waiting_order_is_priority_then_arrival(store):
@@ -104,7 +122,7 @@ def test_waiting_order_is_priority_then_arrival(store):
         store.admit(item, 5, 5)
         store.mark_sent(item, level)
     assert [store.waiting_position(j) for j in (second, first, third)] == [1, 2, 3]
-    store.begin(second, "w")
+    store.begin(second, "w", max_attempts=3)
     assert store.waiting_position(second) is None
     assert store.waiting_position(first) == 1
 
@@ -142,8 +160,8 @@ def test_status_counts_follow_every_change(store):
     for item in (first, second, third):
         store.admit(item, max_active=2, max_held=5)
     assert {k: v for k, v in store.counts().items() if v} == {"queued": 2, "held": 1}
-    store.begin(first, "w")
-    store.begin(first, "w")  # a redelivery changes nothing
+    store.begin(first, "w", max_attempts=3)
+    store.begin(first, "w", max_attempts=3)  # a redelivery changes nothing
     assert (store.counts()["queued"], store.counts()["running"]) == (1, 1)
     store.finish(first, JobStatus.DONE, (JobStatus.RUNNING,), max_active=2)
     assert {k: v for k, v in store.counts().items() if v} == {"queued": 2, "done": 1}, "the held job was released"
