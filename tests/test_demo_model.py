@@ -10,7 +10,8 @@ import pytest
 from engine.demo import MODEL_DIR
 from engine.demo.captions import full_caption
 from engine.demo.checker import Reading, colour_share, read, score
-from engine.demo.scenes import Scene, Shape
+from engine.demo.figure import kinds_figure
+from engine.demo.scenes import KINDS, NATIVE_SIZE, Scene, Shape, render
 from engine.generate import Engine
 from engine.prompt import parse
 from engine.registry import Registry
@@ -116,3 +117,14 @@ def test_a_variation_keeps_the_parent_s_main_attributes(demo):
     kept = [main_attributes(read(image)) == expected for image in subtle.images]
     assert sum(kept) >= 3, [main_attributes(read(image)) for image in subtle.images]
     assert any(image.tobytes() != tile.images[0].tobytes() for image in subtle.images)
+
+
+def test_the_readme_figure_shows_the_renderer_then_the_model_for_each_kind():
+    figure = kinds_figure()
+    side = NATIVE_SIZE[0]
+    assert figure.size == (5 * side, len(KINDS) * side)
+    for row, kind in enumerate(KINDS):
+        drawing = render(Scene("white", (Shape(kind, "red", "large", "centre"),)))
+        assert figure.crop((0, row * side, side, (row + 1) * side)).tobytes() == drawing.tobytes()
+        cells = [figure.crop((c * side, row * side, (c + 1) * side, (row + 1) * side)) for c in range(1, 5)]
+        assert all(read(cell).shapes and read(cell).shapes[0].colour == "red" for cell in cells), kind
