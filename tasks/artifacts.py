@@ -11,8 +11,8 @@ kept as the JPEG the bot posts, so posting needs no decoding or encoding. Large 
 threads (libwebp and libjpeg release the GIL), and so are uploads to a remote store and large local writes
 (a file system's write is CPU work in the kernel: 1.6 ms for a 575 KB file on ext4 on the 2-core machine);
 small images and small local files are handled in the calling thread, where handing work to a thread
-costs more than it saves. Readers find a job's files through its record, so jobs stored with other names (PNG originals,
-before) keep working.
+costs more than it saves. Readers find a job's files through its record, so jobs stored with other names
+(PNG originals, before) keep working.
 """
 
 from __future__ import annotations

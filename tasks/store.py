@@ -24,6 +24,7 @@ Keys (prefix ``dreamloom:``)::
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -207,10 +208,7 @@ class JobStore:
     def admit(self, job: Job, max_active: int, max_held: int) -> Admission:
         """Write a new job as queued (the owner has a free slot), held (in line behind their earlier jobs)
         or refuse it (full), atomically."""
-        pairs: list[str] = []
-        for key, value in job.to_redis().items():
-            if key != "status":
-                pairs += [key, value]
+        pairs = _pairs({key: value for key, value in job.to_redis().items() if key != "status"})
         keys = [
             _job_key(job.id),
             _user_key(job.owner, "active"),
@@ -255,10 +253,7 @@ class JobStore:
             _workers_key(job.family),
             EVENT_STREAM,
         ]
-        event_pairs: list[str | bytes] = []
-        for name, data in (event or {}).items():
-            event_pairs += [name, data]
-        args = [job.id, time.time(), worker, max_attempts, EVENT_STREAM_MAXLEN, *event_pairs]
+        args = [job.id, time.time(), worker, max_attempts, EVENT_STREAM_MAXLEN, *_pairs(event or {})]
         attempts, previous = self._begin(keys=keys, args=args)
         return int(attempts), _text(previous)
 
@@ -273,12 +268,7 @@ class JobStore:
     ) -> Finish:
         """Move ``job`` from one of ``allowed`` to the final ``status``, append ``event`` to the stream and
         release the owner's next held jobs: one atomic step."""
-        pairs: list[str] = []
-        for key, value in (fields or {}).items():
-            pairs += [key, value]
-        event_pairs: list[str | bytes] = []
-        for name, data in (event or {}).items():
-            event_pairs += [name, data]
+        pairs = _pairs(fields or {})
         keys = [
             _job_key(job.id),
             EVENT_STREAM,
@@ -298,7 +288,7 @@ class JobStore:
             EVENT_STREAM_MAXLEN,
             len(pairs) // 2,
             *pairs,
-            *event_pairs,
+            *_pairs(event or {}),
         ]
         result = self._finish(keys=keys, args=args)
         if int(result[0]) == -1:
@@ -390,6 +380,11 @@ def _user_key(owner: str, what: str) -> str:
 
 def _waiting_key(family: str) -> str:
     return f"{PREFIX}waiting:{family}"
+
+
+def _pairs(mapping: Mapping[str, str | bytes]) -> list[str | bytes]:
+    """``{"a": 1, "b": 2}`` -> ``["a", 1, "b", 2]``: a hash's fields as a script's arguments."""
+    return [item for pair in mapping.items() for item in pair]
 
 
 def _workers_key(family: str) -> str:
