@@ -130,8 +130,9 @@ class TrainConfig:
 def train(config: TrainConfig) -> Path:
     """Run every stage (skipping finished ones, resuming unfinished ones) and return the exported folder."""
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    # Always set, even to the count it has: a process's first set_num_threads changes how the CPU kernels
+    # split their work (and so the last bits of the weights), which made a process's first run differ.
+    torch.set_num_threads(config.threads or threads)
     torch.use_deterministic_algorithms(True)
     try:
         return _train(config)
