@@ -88,9 +88,6 @@ end
 return {attempts, status}
 """
 
-# KEYS: job, stream, owner's active set, owner's held list, family waiting set, unsent set, status counts
-# ARGV: id, allowed statuses (comma-separated), new status, now, max active, job key prefix, stream maxlen,
-#       number of field pairs, field pairs..., event pairs...
 _DURATION = """
 local previous = redis.call('HGET', KEYS[1], 'seconds')
 local value = tonumber(ARGV[1])
@@ -98,6 +95,9 @@ if previous then value = 0.8 * tonumber(previous) + 0.2 * value end
 redis.call('HSET', KEYS[1], 'seconds', string.format('%.3f', value))
 """
 
+# KEYS: job, stream, owner's active set, owner's held list, family waiting set, unsent set, status counts
+# ARGV: id, allowed statuses (comma-separated), new status, now, max active, job key prefix, stream maxlen,
+#       number of field pairs, field pairs..., event pairs...
 _FINISH = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {-1} end
