@@ -127,4 +127,5 @@ def test_the_readme_figure_shows_the_renderer_then_the_model_for_each_kind():
         drawing = render(Scene("white", (Shape(kind, "red", "large", "centre"),)))
         assert figure.crop((0, row * side, side, (row + 1) * side)).tobytes() == drawing.tobytes()
         cells = [figure.crop((c * side, row * side, (c + 1) * side, (row + 1) * side)) for c in range(1, 5)]
-        assert all(read(cell).shapes and read(cell).shapes[0].colour == "red" for cell in cells), kind
+        readings = [read(cell) for cell in cells]
+        assert all(r.shapes and r.shapes[0].colour == "red" for r in readings), (kind, readings)
