@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from engine.callbacks import CancelCheck, ProgressCallback
 from engine.errors import Cancelled
 from engine.grid import compose_grid, separate
 from engine.jobs import Action
 from engine.plan import plan_generation
-from engine.previews import CancelCheck, ProgressCallback
 from engine.prompt import MAX_SEED, ImagineRequest
 from engine.recipe import ModelRecord, Recipe
 from engine.registry import Registry

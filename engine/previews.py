@@ -9,21 +9,17 @@ latent layouts are shown from their first three channels).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
+from engine.callbacks import CancelCheck, ProgressCallback
 from engine.errors import Cancelled
 from engine.grid import compose_grid
 
 __all__ = ["CancelCheck", "LatentPreviewer", "ProgressCallback", "StepReporter"]
-
-# (step, total, preview or None): step counts from 1; a preview comes at most every `preview_every` steps.
-ProgressCallback = Callable[[int, int, Image.Image | None], None]
-CancelCheck = Callable[[], bool]
 
 # Least-squares fits of RGB from latents, as used by several open-source UIs for step previews.
 _LATENT_RGB: dict[str, tuple[list[list[float]], list[float]]] = {

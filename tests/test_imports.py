@@ -17,7 +17,7 @@ def modules_loaded_by(statement: str) -> set[str]:
     return {name.split(".")[0] for name in json.loads(output)}
 
 
-@pytest.mark.parametrize("module", ["engine.prompt", "engine.plan"])
+@pytest.mark.parametrize("module", ["engine.prompt", "engine.plan", "engine.null", "engine.callbacks"])
 def test_pure_engine_imports_nothing_heavy(module):
     loaded = modules_loaded_by(f"import {module}")
     assert "engine" in loaded, "the child interpreter must really have imported the module"
