@@ -52,7 +52,8 @@ class Settings:
     progress_interval: float = 1.0
     storage_retry_seconds: float = 60.0
     url_expiry_seconds: int = 3600
-    worker_max_tasks_per_child: int = 500
+    # 0: never recycle on a count; a recycled process reloads its models and repeats its compile warm-up
+    worker_max_tasks_per_child: int = 0
     worker_max_memory_mb: int = 0
     spool_dir: Path = field(default_factory=lambda: Path(os.environ.get("TMPDIR", "/tmp")) / "dreamloom-spool")
     engine_factory: str = "engine.generate:Engine.from_env"

@@ -55,3 +55,16 @@ def test_visibility_timeout_exceeds_the_longest_hard_time_limit():
     settings = Settings(max_job_seconds=1200)
     _, hard = time_limits(10**15, settings)
     assert hard < settings.visibility_timeout
+
+
+def test_workers_are_recycled_only_when_asked():
+    """A recycled worker process reloads its model (and repeats any compile warm-up), so by default none is."""
+    from tasks.celery_app import make_celery
+
+    default = make_celery(Settings()).conf
+    assert default.worker_max_tasks_per_child is None
+    assert default.worker_max_memory_per_child is None
+    asked = Settings.from_env({"DREAMLOOM_WORKER_MAX_TASKS_PER_CHILD": "200", "DREAMLOOM_WORKER_MAX_MEMORY_MB": "6000"})
+    conf = make_celery(asked).conf
+    assert conf.worker_max_tasks_per_child == 200
+    assert conf.worker_max_memory_per_child == 6000 * 1024, "Celery counts resident memory in KiB"
