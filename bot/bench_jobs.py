@@ -260,22 +260,30 @@ def format_table(results: Sequence[dict[str, Any]], grid: dict[str, float], size
     return "\n".join(lines)
 
 
+def _choices(parser: argparse.ArgumentParser, option: str, value: str, known: tuple[str, str]) -> list[str]:
+    """``both`` or a comma-separated list of ``known`` names, in the order given; else a usage error."""
+    names = list(known) if value == "both" else [name for name in value.split(",") if name]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        parser.error(f"{option} takes {known[0]}, {known[1]} or both, not {value!r}")
+    return names
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dreamloom bench jobs", description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=200, help="jobs submitted at once for throughput (default 200)")
     parser.add_argument("--latency-jobs", type=int, default=100, help="jobs one at a time for latency (default 100)")
     parser.add_argument("--tiny-jobs", type=int, default=20, help="tiny-engine jobs, each way (default 20)")
-    parser.add_argument("--storage", default="local,s3", help="local, s3 or both (default both)")
-    parser.add_argument("--engine", default="null,tiny", help="null, tiny or both (default both)")
+    parser.add_argument("--storage", default="both", help="local, s3 or both (default both)")
+    parser.add_argument("--engine", default="both", help="null, tiny or both (default both)")
     parser.add_argument("--size", type=int, default=512, help="the null engine's image size (default 512)")
     parser.add_argument("--concurrency", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
-    storages = [s for s in args.storage.split(",") if s]
-    engines = [e for e in args.engine.split(",") if e]
-    counts = (args.jobs, args.latency_jobs, args.tiny_jobs)
-    if set(storages) - {"local", "s3"} or set(engines) - {"null", "tiny"} or min(counts) < 1:
-        parser.error("--storage takes local/s3, --engine null/tiny, and job counts must be at least 1")
+    storages = _choices(parser, "--storage", args.storage, ("local", "s3"))
+    engines = _choices(parser, "--engine", args.engine, ("null", "tiny"))
+    if min(args.jobs, args.latency_jobs, args.tiny_jobs, args.concurrency, args.size) < 1:
+        parser.error("--jobs, --latency-jobs, --tiny-jobs, --concurrency and --size must be at least 1")
     results = []
     with tempfile.TemporaryDirectory(prefix="dreamloom-bench-") as scratch:
         redis = EmbeddedRedis(Path(scratch) / "redis")

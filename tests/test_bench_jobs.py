@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.playground import clean_env, dreamloom
 
 
@@ -35,7 +37,15 @@ def test_the_jobs_benchmark_renders_with_the_tiny_engine(tmp_path):
     assert "local    tiny" in result.stdout
 
 
-def test_the_jobs_benchmark_refuses_bad_options(tmp_path):
-    result = dreamloom("bench", "jobs", "--engine", "turbo", env=clean_env(), cwd=tmp_path, timeout=60)
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--engine", "turbo"], "--engine takes null, tiny or both, not 'turbo'"),
+        (["--storage", "local,gcs"], "--storage takes local, s3 or both, not 'local,gcs'"),
+        (["--size", "0"], "must be at least 1"),
+    ],
+)
+def test_the_jobs_benchmark_refuses_bad_options(tmp_path, options, message):
+    result = dreamloom("bench", "jobs", *options, env=clean_env(), cwd=tmp_path, timeout=60)
     assert result.returncode == 2
-    assert "--engine null/tiny" in result.stderr
+    assert message in result.stderr
