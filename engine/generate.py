@@ -32,6 +32,7 @@ import torch
 from diffusers import DiffusionPipeline
 from PIL import Image, ImageOps
 
+from engine.callbacks import CancelCheck, ProgressCallback
 from engine.canvas import MAX_SIDE, Canvas, pan_canvas, square_canvas, zoom_canvas
 from engine.conditioning import encoder_for, generators, starting_noise, text_conditioning
 from engine.errors import Blocked, Cancelled, ConfigError, EngineError, InvalidFollowUp
@@ -39,7 +40,7 @@ from engine.grid import compose_grid, separate
 from engine.jobs import Action, PanDirection
 from engine.loading import LoadedModel, ModelCache, library_versions, pick_device
 from engine.plan import GRID_SIZE, GenerationPlan, fit_size, plan_generation
-from engine.previews import CancelCheck, LatentPreviewer, ProgressCallback, StepReporter
+from engine.previews import LatentPreviewer, StepReporter
 from engine.prompt import MAX_SEED, ImagineRequest
 from engine.recipe import Recipe
 from engine.registry import ModelEntry, Registry

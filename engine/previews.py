@@ -19,7 +19,7 @@ from engine.callbacks import CancelCheck, ProgressCallback
 from engine.errors import Cancelled
 from engine.grid import compose_grid
 
-__all__ = ["CancelCheck", "LatentPreviewer", "ProgressCallback", "StepReporter"]
+__all__ = ["LatentPreviewer", "StepReporter"]
 
 # Least-squares fits of RGB from latents, as used by several open-source UIs for step previews.
 _LATENT_RGB: dict[str, tuple[list[list[float]], list[float]]] = {
