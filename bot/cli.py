@@ -16,8 +16,8 @@ subprocesses: this module never imports torch.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, replace
@@ -78,7 +78,35 @@ def _build_parser() -> argparse.ArgumentParser:
 
     _add_service_commands(commands)
     _add_job_commands(commands)
+    _add_plugin_commands(commands)
     return parser
+
+
+# Commands that come with a checkout's dev tools (devtools/), not with the wheel: what to say without them.
+DEV_COMMANDS = {"bench": "benchmarks"}
+
+
+def _add_plugin_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Commands other installed distributions add through the ``dreamloom.commands`` entry point: in a
+    checkout, the dev tools add ``bench``. Without them, ``bench`` says where it comes from."""
+    added = set()
+    for entry in importlib.metadata.entry_points(group="dreamloom.commands"):
+        entry.load()(commands)
+        added.add(entry.name)
+    for name, what in DEV_COMMANDS.items():
+        if name not in added:
+            missing = commands.add_parser(name, help=f"{what} (in a source checkout only)", add_help=False)
+            missing.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+            missing.set_defaults(run=lambda _args, name=name: _dev_command_missing(name))
+
+
+def _dev_command_missing(name: str) -> int:
+    print(
+        f"dreamloom: `dreamloom {name}` is a development tool: it runs from a source checkout of dreamloom "
+        "after `./dev install`",
+        file=sys.stderr,
+    )
+    return EXIT_BAD_INPUT
 
 
 def _add_service_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -112,15 +140,6 @@ def _add_service_commands(commands: argparse._SubParsersAction[argparse.Argument
     )
     health.add_argument("--json", action="store_true", help="print the checks as JSON")
     health.set_defaults(run=_run_health)
-
-    bench = commands.add_parser(
-        "bench",
-        help="benchmarks: `bench engine` (GPU) and `bench jobs` (any machine); --help after each for options",
-        description="Measure the engine against plain diffusers, or the job path's overhead.",
-    )
-    bench.add_argument("what", choices=["engine", "jobs"], help="which benchmark")
-    bench.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options")
-    bench.set_defaults(run=_run_bench)
 
     web = commands.add_parser(
         "web", help="run the web playground alone (production)", description="Serve the web playground."
@@ -247,15 +266,6 @@ def _run_worker(args: argparse.Namespace) -> int:
         print(f"dreamloom: --modes takes fast, relax or both (got {args.modes!r})", file=sys.stderr)
         return EXIT_BAD_INPUT
     return run_worker(_service(args), families, args.loglevel, modes)
-
-
-def _run_bench(args: argparse.Namespace) -> int:
-    if args.what == "jobs":
-        from bot.bench_jobs import main as bench_jobs
-
-        return bench_jobs(args.options)
-    # The engine benchmark imports torch: it runs as its own process, and bot/ never imports torch.
-    os.execv(sys.executable, [sys.executable, "-m", "engine.bench", *args.options])
 
 
 def _run_health(args: argparse.Namespace) -> int:

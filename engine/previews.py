@@ -31,7 +31,7 @@ _LATENT_RGB: dict[str, tuple[list[list[float]], list[float]]] = {
         [[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362], [-0.3165, -0.2492, -0.2188]],
         [0.1084, -0.0175, -0.0011],
     ),
-    # dreamloom's demo model (engine/models/demo): printed by ``python -m engine.demo.train`` at export.
+    # dreamloom's demo model (engine/models/demo): printed by ``python -m devtools.demo.train`` at export.
     "demo": (
         [[-0.0914, 0.1397, 0.4229], [-0.1576, -0.5858, 0.2221], [0.6559, 0.1642, 1.1337], [0.1481, -0.3833, -0.5212]],
         [-0.1283, 0.5978, -0.2662],

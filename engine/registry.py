@@ -8,7 +8,7 @@ Sources, first match wins:
 - ``DREAMLOOM_MODEL=stabilityai/sd-turbo`` (a hub id or a local folder): one entry, alias ``default``, its
   family guessed from the name unless ``DREAMLOOM_MODEL_FAMILY`` says it;
 - nothing: the built-in demo model (``engine/models/demo``, alias ``demo``), which needs no download: a tiny
-  model trained here on a synthetic world of coloured shapes (see ``engine.demo``).
+  model trained here on a synthetic world of coloured shapes (see ``devtools.demo``).
 
 ``models.toml``::
 

@@ -16,7 +16,7 @@ pytest_plugins = ["tests.discord_double.fixtures"]
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny SD 1.5 and SDXL pipelines, an x4 upscaler and a preview decoder, saved in the diffusers layout."""
-    from engine.tiny import save_tiny_pipeline, save_tiny_preview_decoder, save_tiny_upscaler
+    from devtools.tiny_pipelines import save_tiny_pipeline, save_tiny_preview_decoder, save_tiny_upscaler
 
     root = tmp_path_factory.mktemp("models")
     return {

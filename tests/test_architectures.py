@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.architectures import random_pipeline
+from devtools.architectures import random_pipeline
 
 # Published parameter counts of the real models' components.
 EXPECTED = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from engine.bench import main
+from devtools.bench.engine_speed import main
 
 
 def test_the_engine_benchmark_compares_both_paths(tmp_path, tiny_models, capsys):

@@ -7,11 +7,11 @@ import statistics
 
 import pytest
 
-from engine.demo import MODEL_DIR
-from engine.demo.captions import full_caption
-from engine.demo.checker import Reading, colour_share, read, score
-from engine.demo.figure import kinds_figure
-from engine.demo.scenes import KINDS, NATIVE_SIZE, Scene, Shape, render
+from devtools.demo import MODEL_DIR
+from devtools.demo.captions import full_caption
+from devtools.demo.checker import Reading, colour_share, read, score
+from devtools.demo.figure import kinds_figure
+from devtools.demo.scenes import KINDS, NATIVE_SIZE, Scene, Shape, render
 from engine.generate import Engine
 from engine.prompt import parse
 from engine.registry import Registry

@@ -9,8 +9,8 @@ import json
 
 import torch
 
-from engine.demo.export import build_unet, with_attention_16
-from engine.demo.train import TrainConfig, train
+from devtools.demo.export import build_unet, with_attention_16
+from devtools.demo.train import TrainConfig, train
 from engine.generate import Engine
 from engine.prompt import parse
 from engine.registry import Registry
@@ -42,7 +42,7 @@ def test_training_runs_every_stage_and_exports_a_pipeline_the_engine_loads(tmp_p
         "unet/diffusion_pytorch_model.safetensors",
         "vae/diffusion_pytorch_model.safetensors",
     }
-    assert "python -m engine.demo.train" in (folder / "README.md").read_text()
+    assert "python -m devtools.demo.train" in (folder / "README.md").read_text()
 
     engine = Engine(Registry.from_mapping({"models": {"demo": {"source": str(folder), "family": "demo"}}}))
     result = engine.imagine(parse("a red circle on a blue background --seed 3 --ar 2:1"))

@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pytest
 
-from engine.demo.captions import WORDS, caption, full_caption
-from engine.demo.checker import colour_share, read, score
-from engine.demo.scenes import (
+from devtools.demo.captions import WORDS, caption, full_caption
+from devtools.demo.checker import colour_share, read, score
+from devtools.demo.scenes import (
     COLOURS,
     KINDS,
     POSITIONS,
@@ -102,7 +102,7 @@ def test_captions_vary_and_use_only_the_vocabulary():
 
 
 def test_every_domain_word_is_one_token_and_other_text_is_spelled():
-    from engine.demo.vocab import tokenizer
+    from devtools.demo.vocab import tokenizer
 
     tok = tokenizer()
     for word in WORDS:

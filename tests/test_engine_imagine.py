@@ -339,7 +339,7 @@ def test_results_carry_timings_and_a_complete_recipe(engine, tiny_models):
 
 
 def test_the_model_s_own_safety_checker_is_kept_only_when_asked_for(tmp_path):
-    from engine.tiny import save_tiny_pipeline
+    from devtools.tiny_pipelines import save_tiny_pipeline
 
     folder = save_tiny_pipeline(tmp_path / "with-checker", "sd15", safety_checker=True)
     tiny = 'native_size = [64, 64]\nsize_multiple = 16\nsteps = 2\nscheduler = "euler"\n'

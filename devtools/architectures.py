@@ -1,8 +1,8 @@
-"""Real model architectures with random weights, from the JSON configs in ``engine/configs/``.
+"""Real model architectures with random weights, from the JSON configs in ``devtools/configs/``.
 
 No download: the networks are instantiated from their configs, so they cost exactly what the real models
 cost to run (what speed benchmarks measure) while their pictures are noise. Text goes through the byte
-tokenizer of ``engine.tiny`` (padded to 77 tokens like CLIP's), which changes no compute.
+tokenizer of ``devtools.tiny_pipelines`` (padded to 77 tokens like CLIP's), which changes no compute.
 
     pipe = random_pipeline("sdxl", dtype=torch.float16, device="cuda")
     save_random_pipeline("sd-turbo", "/tmp/sd-turbo-random")   # then load it like any model folder
@@ -26,7 +26,7 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from engine.tiny import byte_tokenizer
+from devtools.tiny_pipelines import byte_tokenizer
 
 __all__ = ["ARCHITECTURES", "CONFIGS", "random_pipeline", "save_random_pipeline"]
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.demo.captions import WORDS
+from devtools.demo.captions import WORDS
 
 if TYPE_CHECKING:
     from transformers import CLIPTokenizer
@@ -60,7 +60,7 @@ def _merge(symbols: list[str], pair: tuple[str, str]) -> list[str]:
 
 def vocabulary(merges: list[tuple[str, str]]) -> dict[str, int]:
     """CLIP's byte symbols, their word-final forms, every merge result, then the start and end tokens
-    (with no merges: the byte-level vocabulary of ``engine.tiny``'s test pipelines)."""
+    (with no merges: the byte-level vocabulary of ``devtools.tiny_pipelines``'s test pipelines)."""
     symbols = list(_bytes_to_unicode().values())
     tokens = [*symbols, *(s + _END for s in symbols)]
     seen = set(tokens)

@@ -1,4 +1,4 @@
-"""Train the demo model from scratch, reproducibly: ``python -m engine.demo.train``.
+"""Train the demo model from scratch, reproducibly: ``python -m devtools.demo.train``.
 
 Stages, each printing its progress and time, and each resumable from the checkpoints in ``--work``:
 
@@ -49,9 +49,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.demo import MODEL_DIR
-from engine.demo.captions import KIND_WORDS, caption
-from engine.demo.export import (
+from devtools.demo import MODEL_DIR
+from devtools.demo.captions import KIND_WORDS, caption
+from devtools.demo.export import (
     TEXT_WIDTH,
     Components,
     build_components,
@@ -61,7 +61,7 @@ from engine.demo.export import (
     training_scheduler,
     with_attention_16,
 )
-from engine.demo.scenes import (
+from devtools.demo.scenes import (
     KINDS,
     NATIVE_SIZE,
     Scene,
@@ -160,7 +160,7 @@ def _train(config: TrainConfig) -> Path:
     _log(f"exported to {folder} ({_megabytes(folder):.1f} MB) after {_minutes(started)}")
     _log(f"preview factors (engine.previews, 'demo'): {_preview_factors(components, config)}")
     if config.evaluate:
-        from engine.demo.evaluate import evaluate, format_table
+        from devtools.demo.evaluate import evaluate, format_table
 
         with _stage("evaluation"):
             report = evaluate(folder, count=config.evaluate)
@@ -533,16 +533,16 @@ def _model_card(config: TrainConfig) -> str:
     return (
         "# dreamloom demo model\n\n"
         "A tiny Stable Diffusion pipeline trained from scratch on dreamloom's procedural scenes "
-        "(`engine/demo/scenes.py`): one or two circles, squares, triangles, stars or rings in ten colours, "
+        "(`devtools/demo/scenes.py`): one or two circles, squares, triangles, stars or rings in ten colours, "
         "small or large, at nine places, on a flat or gradient background. 64x64 pixels natively.\n\n"
-        "Trained by `python -m engine.demo.train` (see dreamloom's README for the time it takes and the "
-        "evaluator's figures, from `python -m engine.demo.evaluate`) with:\n\n"
+        "Trained by `python -m devtools.demo.train` (see dreamloom's README for the time it takes and the "
+        "evaluator's figures, from `python -m devtools.demo.evaluate`) with:\n\n"
         f"```json\n{json.dumps(settings, indent=2)}\n```\n"
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.demo.train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devtools.demo.train", description=__doc__.split("\n\n")[0])
     defaults = TrainConfig()
     parser.add_argument("--out", type=Path, help=f"where the model goes (default {defaults.out})")
     parser.add_argument("--work", type=Path, help=f"checkpoints and data (default {defaults.work})")

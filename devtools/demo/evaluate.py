@@ -1,4 +1,4 @@
-"""The demo model's evaluator: ``python -m engine.demo.evaluate`` prints per-attribute accuracy.
+"""The demo model's evaluator: ``python -m devtools.demo.evaluate`` prints per-attribute accuracy.
 
 Each held-out scene's prompt (``captions.full_caption``: "a large red circle in the top left on a blue
 background") goes through the engine exactly as a /imagine does (registry, loading, the 2x2 grid); the
@@ -22,10 +22,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from engine.demo import MODEL_DIR
-from engine.demo.captions import full_caption
-from engine.demo.checker import ATTRIBUTES, Reading, colour_share, read, score
-from engine.demo.scenes import heldout_scenes
+from devtools.demo import MODEL_DIR
+from devtools.demo.captions import full_caption
+from devtools.demo.checker import ATTRIBUTES, Reading, colour_share, read, score
+from devtools.demo.scenes import heldout_scenes
 from engine.generate import Engine
 from engine.prompt import parse
 from engine.registry import Registry
@@ -164,7 +164,7 @@ def _main_attributes(reading: Reading) -> tuple[object, ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.demo.evaluate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devtools.demo.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="a folder in the diffusers layout (default: the shipped model)")
     parser.add_argument("--prompts", type=int, default=200, help="held-out one-shape prompts (default 200)")
     parser.add_argument("--two-shape", type=int, default=0, help="held-out two-shape prompts (default 0)")

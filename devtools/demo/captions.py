@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 import re
 
-from engine.demo.scenes import Scene, Shape
+from devtools.demo.scenes import Scene, Shape
 
 __all__ = ["WORDS", "caption", "full_caption", "shape_phrase"]
 

@@ -184,7 +184,7 @@ def run_one(
         factory = "engine.null:NullEngine.from_env"
     else:
         model = folder / "tiny-model"
-        subprocess.run([sys.executable, "-c", f"from engine.tiny import save_tiny_pipeline; "
+        subprocess.run([sys.executable, "-c", f"from devtools.tiny_pipelines import save_tiny_pipeline; "
                         f"save_tiny_pipeline({str(model)!r}, 'sd15')"], check=True, capture_output=True)  # fmt: skip
         registry_file.write_text(
             f'[models.v6]\nsource = "{model}"\nfamily = "{FAMILY}"\nnative_size = [64, 64]\nsize_multiple = 16\n'

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from engine.demo.scenes import COLOURS, KINDS, POSITIONS, RADIUS, Scene, Shape, shape_coverage
+from devtools.demo.scenes import COLOURS, KINDS, POSITIONS, RADIUS, Scene, Shape, shape_coverage
 
 __all__ = ["ATTRIBUTES", "Reading", "SeenShape", "colour_share", "nearest_colour", "read", "score"]
 

@@ -1,4 +1,4 @@
-"""The README's picture of the demo model: ``python -m engine.demo.figure docs/images/demo-kinds.png``.
+"""The README's picture of the demo model: ``python -m devtools.demo.figure docs/images/demo-kinds.png``.
 
 One row per shape kind for the prompt "a large red <kind> in the centre on a white background --seed 3":
 the renderer's own drawing of that scene, then the four images of the model's grid.
@@ -13,8 +13,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from engine.demo.evaluate import demo_engine
-from engine.demo.scenes import KINDS, NATIVE_SIZE, Scene, Shape, render
+from devtools.demo.evaluate import demo_engine
+from devtools.demo.scenes import KINDS, NATIVE_SIZE, Scene, Shape, render
 from engine.prompt import parse
 
 __all__ = ["kinds_figure", "main"]
@@ -36,7 +36,7 @@ def kinds_figure(model: Path | None = None, seed: int = 3) -> Image.Image:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.demo.figure", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devtools.demo.figure", description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="the PNG to write")
     parser.add_argument("--model", type=Path, help="a folder in the diffusers layout (default: the shipped model)")
     args = parser.parse_args(argv)

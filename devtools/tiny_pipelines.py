@@ -39,7 +39,7 @@ from transformers import (
     CLIPTokenizer,
 )
 
-from engine.demo.vocab import vocabulary
+from devtools.demo.vocab import vocabulary
 
 __all__ = [
     "TINY_NATIVE_SIZE",

@@ -1,9 +1,9 @@
 """``dreamloom bench engine``: plain diffusers (A) against dreamloom's engine path (B), side by side.
 
-    python -m engine.bench --device cuda                          # SD-Turbo 1 and 4 steps, SDXL 30 steps
-    python -m engine.bench --device cpu --configs tiny            # a smoke run anywhere
+    python -m devtools.bench.engine_speed --device cuda                          # SD-Turbo 1 and 4 steps, SDXL 30 steps
+    python -m devtools.bench.engine_speed --device cpu --configs tiny            # a smoke run anywhere
 
-Both load the same random-weight model (the real architectures of ``engine/configs``), built once and saved
+Both load the same random-weight model (the real architectures of ``devtools/configs``), built once and saved
 to a temporary folder, and render the same prompts from the same starting latents. After the same warm-up
 they alternate, one grid each, so drift in clocks or temperature hits both alike. A is
 ``pipe(prompt, num_images_per_prompt=4)`` as diffusers documents it (fp16 on CUDA, SDPA, eager); B is
@@ -33,7 +33,8 @@ import torch
 from diffusers import AutoPipelineForText2Image
 from PIL import Image
 
-from engine.architectures import save_random_pipeline
+from devtools.architectures import save_random_pipeline
+from devtools.tiny_pipelines import TINY_SIZE_MULTIPLE, save_tiny_pipeline
 from engine.conditioning import starting_noise
 from engine.generate import Engine
 from engine.grid import compose_grid
@@ -41,14 +42,13 @@ from engine.loading import dtype_kwargs, pick_dtype
 from engine.plan import GRID_SIZE, plan_generation
 from engine.prompt import parse
 from engine.registry import ModelEntry, Registry
-from engine.tiny import TINY_SIZE_MULTIPLE, save_tiny_pipeline
 
 __all__ = ["CONFIGS", "BenchConfig", "main", "run"]
 
 
 @dataclass(frozen=True)
 class BenchConfig:
-    architecture: str  # "sd-turbo", "sdxl" (engine/configs) or "tiny"
+    architecture: str  # "sd-turbo", "sdxl" (devtools/configs) or "tiny"
     family: str
     size: int
     steps: int

@@ -26,7 +26,7 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from engine.demo import vocab
+from devtools.demo import vocab
 
 __all__ = [
     "Components",
