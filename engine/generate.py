@@ -39,6 +39,7 @@ from engine.errors import Blocked, Cancelled, ConfigError, EngineError, InvalidF
 from engine.grid import compose_grid, separate
 from engine.jobs import Action, PanDirection
 from engine.loading import LoadedModel, ModelCache, library_versions, pick_device
+from engine.patches import tile_boxes, tiled
 from engine.plan import GRID_SIZE, GenerationPlan, fit_size, plan_generation
 from engine.previews import LatentPreviewer, StepReporter
 from engine.prompt import MAX_SEED, ImagineRequest
@@ -47,7 +48,6 @@ from engine.registry import ModelEntry, Registry
 from engine.results import GenerationResult, Timings
 from engine.safety import Blocklist, ImageChecker
 from engine.seamless import seamless
-from engine.tiles import tile_boxes, tiled
 from engine.upscaling import RESAMPLE_METHOD, UPSCALE_FACTOR, SuperResolution, resample
 
 __all__ = ["Engine"]

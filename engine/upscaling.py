@@ -12,7 +12,7 @@ from diffusers import DiffusionPipeline, StableDiffusionLatentUpscalePipeline, S
 from PIL import Image, ImageFilter
 
 from engine.conditioning import generators
-from engine.tiles import tile_boxes, tiled
+from engine.patches import tile_boxes, tiled
 
 __all__ = ["UPSCALE_FACTOR", "SuperResolution", "resample"]
 

@@ -29,8 +29,8 @@ from typing import Any
 from PIL import Image
 
 from engine.results import GenerationResult
+from tasks.file_storage import Storage, artifact_key
 from tasks.records import Job
-from tasks.storage import Storage, artifact_key
 
 __all__ = [
     "ARTIFACT_NAMES",

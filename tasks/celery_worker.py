@@ -18,11 +18,11 @@ from prometheus_client import multiprocess
 from redis import Redis
 
 from tasks.health import run_checks
+from tasks.job_store import WORKER_ALIVE_SECONDS, JobStore
 from tasks.logs import setup_logging
 from tasks.metrics import registry_for
 from tasks.ops_server import start_ops_server
 from tasks.settings import Settings
-from tasks.store import WORKER_ALIVE_SECONDS, JobStore
 from tasks.worker import create_worker_app
 
 log = logging.getLogger(__name__)

@@ -36,11 +36,11 @@ from tasks.artifacts import file_name, prepare, read_manifest, upload
 from tasks.celery_app import RENDER_TASK, make_celery
 from tasks.errors import InvalidFollowUp, JobError, NotAllowed, QueueFull, StorageError
 from tasks.events import EventBus, EventType, JobEvent
+from tasks.file_storage import Storage, artifact_key, storage_from_settings
+from tasks.job_store import JobStore
 from tasks.records import FAST, MODES, Job, new_job_id
 from tasks.routing import Dispatcher
 from tasks.settings import Settings
-from tasks.storage import Storage, artifact_key, storage_from_settings
-from tasks.store import JobStore
 
 __all__ = ["SINGLE_ACTIONS", "JobClient", "QueueInfo"]
 

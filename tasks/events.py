@@ -17,7 +17,7 @@ from typing import Any, cast
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from tasks.store import EVENT_STREAM, EVENT_STREAM_MAXLEN
+from tasks.job_store import EVENT_STREAM, EVENT_STREAM_MAXLEN
 
 __all__ = ["EventBus", "EventTail", "EventType", "JobEvent"]
 

@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 import redis
 
 from tasks.errors import StorageError
+from tasks.file_storage import storage_from_settings
+from tasks.job_store import WORKER_ALIVE_SECONDS, JobStore
 from tasks.settings import Settings
-from tasks.storage import storage_from_settings
-from tasks.store import WORKER_ALIVE_SECONDS, JobStore
 
 __all__ = ["Check", "check_redis", "check_storage", "check_workers", "run_checks"]
 

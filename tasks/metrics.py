@@ -24,8 +24,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from tasks.job_store import JobStore
 from tasks.routing import queue_name
-from tasks.store import JobStore
 
 __all__ = ["FINISHED", "GPU_MEMORY", "MODEL_LOAD", "STAGE_SECONDS", "RedisCollector", "exposition", "registry_for"]
 

@@ -42,13 +42,13 @@ from tasks.celery_app import PING_TASK, RENDER_TASK, make_celery
 from tasks.errors import JobError, StorageError, UnknownJob
 from tasks.events import EventType, JobEvent
 from tasks.fetch import fetch_image
+from tasks.file_storage import Storage, artifact_key, storage_from_settings
+from tasks.job_store import JobStore
 from tasks.logs import job_context
 from tasks.metrics import FINISHED, STAGE_SECONDS, record_gpu_memory, record_model_loads
 from tasks.records import Job
 from tasks.routing import Dispatcher
 from tasks.settings import Settings
-from tasks.storage import Storage, artifact_key, storage_from_settings
-from tasks.store import JobStore
 
 __all__ = ["JobRunner", "Spool", "WorkerRuntime", "create_worker_app"]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.discord_double.fixtures"]
+pytest_plugins = ["tests.support.discord_double.fixtures"]
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +60,7 @@ def engine(registry_file: Path):
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory):
-    from tests.servers import RedisServer
+    from tests.support.servers import RedisServer
 
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
@@ -80,7 +80,7 @@ def redis_url(redis_server) -> str:
 
 @pytest.fixture(scope="session")
 def s3_server():
-    from tests.servers import S3Server
+    from tests.support.servers import S3Server
 
     server = S3Server().start()
     yield server

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.playground import clean_env, dreamloom
+from tests.support.playground import clean_env, dreamloom
 
 
 def test_the_jobs_benchmark_measures_overhead_throughput_and_grid_encoding(tmp_path):

@@ -1,4 +1,4 @@
-"""The Discord bot end to end: the real bot process (``python -m bot``) connected to the Discord API double,
+"""The Discord bot end to end: the real bot process (``python -m bot.discord``) connected to the Discord API double,
 the real job system (redis-server, a Celery worker, the S3 server) and the tiny engine."""
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ import pytest
 from engine.jobs import JobStatus
 from tasks.client import JobClient
 from tests.conftest import settings_env
-from tests.discord_double import BackgroundDouble
-from tests.discord_double.models import Message
-from tests.servers import ROOT, free_port
+from tests.support.discord_double import BackgroundDouble
+from tests.support.discord_double.models import Message
+from tests.support.servers import ROOT, free_port
 
 TIMEOUT = 90.0  # generous: the machine may be busy
 
 
 class BotProcess:
-    """``python -m bot`` with the environment a deployment would give it."""
+    """``python -m bot.discord`` with the environment a deployment would give it."""
 
     def __init__(self, env: dict[str, str], log_file: Path) -> None:
         self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
@@ -35,7 +35,7 @@ class BotProcess:
     def start(self, double: BackgroundDouble) -> BotProcess:
         before = double.double.connected
         with self.log_file.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "bot"], env=self.env, cwd=ROOT, stdout=log,
+            self.process = subprocess.Popen([sys.executable, "-m", "bot.discord"], env=self.env, cwd=ROOT, stdout=log,
                                             stderr=subprocess.STDOUT)  # fmt: skip
         double.wait_for(lambda: double.double.connected > before, timeout=TIMEOUT, what="the bot to connect")
         double.wait_for(lambda: double.double.commands(), timeout=TIMEOUT, what="the bot's commands")

@@ -12,7 +12,7 @@ import pytest
 
 def dreamloom(*args: str) -> subprocess.CompletedProcess[str]:
     command = shutil.which("dreamloom")
-    argv = [command] if command else [sys.executable, "-m", "bot.cli"]
+    argv = [command] if command else [sys.executable, "-m", "bot.cli.main"]
     return subprocess.run([*argv, *args], capture_output=True, text=True, timeout=60)
 
 

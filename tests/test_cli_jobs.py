@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.playground import JOB_DONE, clean_env, dreamloom, local_settings, null_registry, painting_worker
+from tests.support.playground import JOB_DONE, clean_env, dreamloom, local_settings, null_registry, painting_worker
 
 
 @pytest.fixture

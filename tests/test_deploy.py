@@ -2,7 +2,7 @@
 reads, document every variable it reads, give workers a GPU each and every process its probes.
 
 Docker and Kubernetes cannot run here, so these tests read the files as the tools would and hold them to
-the code: the CLI parser, the settings' catalogue of variables (bot.environment) and the sources.
+the code: the CLI parser, the settings' catalogue of variables (bot.cli.environment) and the sources.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.cli import _build_parser
-from bot.environment import ENGINE_VARIABLES, known_variables
-from bot.service_settings import ServiceSettings
-from bot.settings import BotSettings
+from bot.cli.environment import ENGINE_VARIABLES, known_variables
+from bot.cli.main import _build_parser
+from bot.cli.settings import ServiceSettings
+from bot.discord.settings import BotSettings
 from tasks.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,7 +164,7 @@ def test_env_example_documents_every_variable_with_its_default():
 @pytest.mark.parametrize("name", ENGINE_VARIABLES)
 def test_engine_variables_are_read_by_the_engine(name):
     sources = "".join(path.read_text() for path in (ROOT / "engine").rglob("*.py"))
-    assert f'"{name}"' in sources, f"{name} is listed in bot.environment but nothing in engine/ reads it"
+    assert f'"{name}"' in sources, f"{name} is listed in bot.cli.environment but nothing in engine/ reads it"
 
 
 def test_redis_persists_jobs_in_both():
@@ -229,8 +229,12 @@ def test_compose_and_kustomization_refer_to_what_exists():
 @pytest.mark.parametrize(
     ("image", "missing", "modules"),
     [
-        ("bot", ["torch", "diffusers", "transformers", "numpy"], "bot.cli, bot.service, bot.launcher, bot.web.app"),
-        ("worker", ["discord", "aiohttp"], "bot.cli, bot.service, tasks.celery_worker, engine.generate"),
+        (
+            "bot",
+            ["torch", "diffusers", "transformers", "numpy"],
+            "bot.cli.main, bot.cli.service, bot.discord.launcher, bot.web.app",
+        ),
+        ("worker", ["discord", "aiohttp"], "bot.cli.main, bot.cli.service, tasks.celery_worker, engine.generate"),
     ],
 )
 def test_each_image_runs_its_commands_without_the_other_images_packages(image, missing, modules):

@@ -22,7 +22,7 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from tests.discord_double import (
+from tests.support.discord_double import (
     BackgroundDouble,
     DiscordDouble,
     Limits,

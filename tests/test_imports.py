@@ -25,7 +25,7 @@ def test_pure_engine_imports_nothing_heavy(module):
 
 
 def test_bot_never_imports_torch():
-    loaded = modules_loaded_by("import bot, bot.cli")
+    loaded = modules_loaded_by("import bot, bot.cli.main")
     assert "bot" in loaded
     assert "torch" not in loaded
     assert "diffusers" not in loaded

@@ -19,7 +19,7 @@ from tasks.client import JobClient
 from tasks.events import EventType
 from tasks.routing import worker_queues
 from tests.conftest import settings_env
-from tests.servers import RedisServer, WorkerProcess, wait_until
+from tests.support.servers import RedisServer, WorkerProcess, wait_until
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_job_finishes_once(
     pid_file = tmp_path / "engine.pid"
     worker = start_worker(
         workers, settings, registry_file, tmp_path,
-        DREAMLOOM_ENGINE_FACTORY="tests.fake_engines:slow_engine",
+        DREAMLOOM_ENGINE_FACTORY="tests.support.fake_engines:slow_engine",
         DREAMLOOM_TEST_STEP_SECONDS="0.5",
         DREAMLOOM_TEST_PID_FILE=str(pid_file),
     )  # fmt: skip
@@ -76,7 +76,7 @@ def test_storage_unreachable_mid_job_is_retried_and_the_job_finishes(
 ):
     worker = start_worker(
         workers, settings, registry_file, tmp_path,
-        DREAMLOOM_ENGINE_FACTORY="tests.fake_engines:slow_engine",
+        DREAMLOOM_ENGINE_FACTORY="tests.support.fake_engines:slow_engine",
         DREAMLOOM_TEST_STEP_SECONDS="0.5",
     )  # fmt: skip
     job = client.submit(parse("a lighthouse --seed 4"), owner="alice")
@@ -117,7 +117,9 @@ def test_a_poison_job_fails_after_the_attempt_cap_and_the_worker_goes_on(
     client, settings, registry_file, tmp_path, workers
 ):
     capped = dataclasses.replace(settings, max_attempts=3)
-    start_worker(workers, capped, registry_file, tmp_path, DREAMLOOM_ENGINE_FACTORY="tests.fake_engines:poison_engine")
+    start_worker(
+        workers, capped, registry_file, tmp_path, DREAMLOOM_ENGINE_FACTORY="tests.support.fake_engines:poison_engine"
+    )
     poison = client.submit(parse("a poison pill"), owner="alice")
     healthy = client.submit(parse("a healthy cat"), owner="bob")
     wait_until(lambda: client.get(poison.id).finished, timeout=240, what="the poison job to be given up")
@@ -136,7 +138,7 @@ def test_a_job_over_its_time_limit_fails_with_a_reason(client, settings, registr
     strict_client = JobClient(strict, registry=Registry.from_toml(registry_file))
     start_worker(
         workers, strict, registry_file, tmp_path,
-        DREAMLOOM_ENGINE_FACTORY="tests.fake_engines:slow_engine",
+        DREAMLOOM_ENGINE_FACTORY="tests.support.fake_engines:slow_engine",
         DREAMLOOM_TEST_STEP_SECONDS="0.5",
     )  # fmt: skip
     job = strict_client.submit(parse("a slow cat --q 2"), owner="alice")

@@ -26,7 +26,7 @@ from tasks.events import EventType
 from tasks.records import RELAX, Job, new_job_id
 from tasks.worker import JobRunner
 from tests.conftest import S3_CREDENTIALS
-from tests.servers import wait_until
+from tests.support.servers import wait_until
 
 
 def finished(client: JobClient, job_id: str, timeout: float = 60) -> Any:
@@ -103,7 +103,7 @@ def test_imagine_then_follow_ups_end_to_end(client, settings, start_thread_worke
 
 
 def test_progress_events_are_throttled(settings, registry_file, start_thread_worker, engine):
-    from tests.fake_engines import SlowEngine
+    from tests.support.fake_engines import SlowEngine
 
     throttled = dataclasses.replace(settings, progress_interval=1.0)
     client = JobClient(throttled, registry=Registry.from_toml(registry_file))
@@ -193,7 +193,7 @@ def test_cancel_held_queued_and_running_jobs(client, settings, registry_file, st
     assert client.cancel(first.id, by="alice").status is JobStatus.CANCELLED
     assert [e.type for e in events_of(client, first.id)] == [EventType.CANCELLED]
 
-    from tests.fake_engines import SlowEngine
+    from tests.support.fake_engines import SlowEngine
 
     running = client.submit(parse("three --q 2 --seed 2"), owner="alice")
     start_thread_worker(job_engine=SlowEngine(engine), job_settings=limited)
@@ -327,7 +327,7 @@ def test_jobs_stored_with_png_originals_keep_working(client, settings):
 def test_importing_the_client_does_not_import_torch():
     from tests.test_imports import modules_loaded_by
 
-    loaded = modules_loaded_by("import tasks.client, tasks.store, tasks.events, tasks.storage")
+    loaded = modules_loaded_by("import tasks.client, tasks.job_store, tasks.events, tasks.file_storage")
     assert "tasks" in loaded
     assert "torch" not in loaded
     assert "diffusers" not in loaded

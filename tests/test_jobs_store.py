@@ -9,8 +9,8 @@ from engine.jobs import Action, JobStatus
 from engine.prompt import parse
 from tasks.errors import UnknownJob
 from tasks.events import EventBus, EventType, JobEvent
+from tasks.job_store import JobStore
 from tasks.records import RELAX, Job, new_job_id
-from tasks.store import JobStore
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from tasks.health import run_checks
 from tasks.logs import job_context, setup_logging
 from tasks.routing import worker_queues
 from tests.conftest import settings_env
-from tests.servers import RedisServer, WorkerProcess, free_port, wait_until
+from tests.support.servers import RedisServer, WorkerProcess, free_port, wait_until
 
 
 def fetch(url: str) -> tuple[int, str]:
@@ -117,7 +117,7 @@ def test_a_bad_log_format_is_refused():
 
 
 def test_the_health_command_reports_a_stopped_redis_and_an_unreachable_s3(tmp_path, registry_file):
-    from tests.playground import clean_env, dreamloom
+    from tests.support.playground import clean_env, dreamloom
 
     stopped = RedisServer(tmp_path / "gone").start()
     stopped.stop()

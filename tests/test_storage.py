@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from tasks.errors import StorageError
+from tasks.file_storage import LocalStorage, S3Storage, storage_from_settings
 from tasks.settings import Secret, Settings
-from tasks.storage import LocalStorage, S3Storage, storage_from_settings
 from tests.conftest import S3_CREDENTIALS
 
 
@@ -56,7 +56,7 @@ def test_a_permanent_s3_error_fails_at_once_and_says_what_to_check(s3_server):
 
 
 def test_an_unreachable_endpoint_is_retried_then_reported(bucket):
-    from tests.servers import free_port
+    from tests.support.servers import free_port
 
     storage = S3Storage(
         bucket, endpoint_url=f"http://127.0.0.1:{free_port()}", retry_seconds=1.0, **S3_CREDENTIALS_ARGS

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.playground import JOB_DONE, clean_env, dreamloom, dreamloom_argv, http
-from tests.servers import wait_until
+from tests.support.playground import JOB_DONE, clean_env, dreamloom, dreamloom_argv, http
+from tests.support.servers import wait_until
 
 STARTUP_SECONDS = 300  # a busy 2-core machine is slow to start a worker
 JOB_SECONDS = 180

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 import redis
 
+from bot.cli.progress import ProgressBar
+from bot.cli.service import DataFolder, ServiceRecord, worker_command
+from bot.cli.settings import ServiceSettings
 from bot.default_model import prepare_models
-from bot.embedded_redis import EmbeddedRedis
-from bot.processes import spawn, stop
-from bot.progress import ProgressBar
-from bot.service import DataFolder, ServiceRecord, worker_command
-from bot.service_settings import ServiceSettings
-from tests.playground import clean_env, dreamloom
-from tests.servers import wait_until
+from tasks.embedded_redis import EmbeddedRedis
+from tasks.processes import spawn, stop
+from tests.support.playground import clean_env, dreamloom
+from tests.support.servers import wait_until
 
 
 def test_a_configured_model_is_used_as_it_is(tmp_path):

@@ -13,7 +13,7 @@ import pytest
 from bot.default_model import ModelNotice
 from bot.web.app import create_app
 from tasks.client import JobClient
-from tests.playground import local_settings, null_registry, painting_worker, serve_in_thread
+from tests.support.playground import local_settings, null_registry, painting_worker, serve_in_thread
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent.parent / "artifacts"

@@ -17,8 +17,8 @@ from bot.default_model import notice_for
 from bot.web.app import create_app
 from engine.registry import Registry
 from tasks.client import JobClient
-from tests.playground import http, local_settings, null_registry, painting_worker, serve_in_thread
-from tests.servers import wait_until
+from tests.support.playground import http, local_settings, null_registry, painting_worker, serve_in_thread
+from tests.support.servers import wait_until
 
 
 @pytest.fixture

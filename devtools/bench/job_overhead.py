@@ -34,9 +34,7 @@ from typing import Any
 
 from redis import Redis
 
-from bot.embedded_redis import EmbeddedRedis
-from bot.processes import spawn, stop
-from bot.service import worker_command
+from bot.cli.service import worker_command
 from engine.grid import compose_grid
 from engine.jobs import JobStatus
 from engine.null import NullEngine
@@ -44,6 +42,8 @@ from engine.prompt import parse
 from engine.registry import Registry
 from tasks.celery_app import PING_TASK
 from tasks.client import JobClient
+from tasks.embedded_redis import EmbeddedRedis
+from tasks.processes import spawn, stop
 from tasks.routing import queue_name
 from tasks.settings import ENVIRONMENT, Secret, Settings
 
@@ -205,7 +205,7 @@ def run_one(
         engine_factory=factory,
     )
     if storage == "s3":
-        from tasks.storage import S3Storage
+        from tasks.file_storage import S3Storage
 
         S3Storage("bench", endpoint_url=s3_url, access_key_id="bench", secret_access_key="bench").client.create_bucket(
             Bucket="bench"

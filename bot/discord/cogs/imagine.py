@@ -8,9 +8,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import DreamloomBot
-from bot.messages import describe_error, error_embed, job_line, status_text
-from bot.prefs import apply_preferences
+from bot.discord.bot import DreamloomBot
+from bot.discord.messages import describe_error, error_embed, job_line, status_text
+from bot.discord.prefs import apply_preferences
 from bot.prompts import imagine_requests
 from engine.prompt import ImagineRequest, PromptError
 

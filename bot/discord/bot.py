@@ -8,10 +8,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.buttons import JobButton
-from bot.desk import Desk
-from bot.messages import NotHere, describe_error, error_embed
-from bot.settings import BotSettings
+from bot.discord.components import JobButton
+from bot.discord.desk import Desk
+from bot.discord.messages import NotHere, describe_error, error_embed
+from bot.discord.settings import BotSettings
 from engine.errors import Blocked
 from engine.safety import Blocklist
 from tasks.client import JobClient
@@ -20,8 +20,9 @@ __all__ = ["DreamloomBot", "reply_error"]
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("bot.cogs.imagine", "bot.cogs.buttons", "bot.cogs.results", "bot.cogs.account", "bot.cogs.admin",
-              "bot.cogs.reactions")  # fmt: skip
+EXTENSIONS = tuple(
+    f"bot.discord.cogs.{name}" for name in ("imagine", "followups", "results", "account", "admin", "reactions")
+)
 
 
 class DreamloomBot(commands.Bot):

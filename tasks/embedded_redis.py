@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from bot.processes import spawn, stop
+from tasks.processes import spawn, stop
 
 __all__ = ["EmbeddedRedis", "EmbeddedRedisError", "redis_server_binary"]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import redis
 from moto.server import ThreadedMotoServer
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the checkout
 
 
 def free_port() -> int:

@@ -1,4 +1,4 @@
-"""Running the Discord bot: ``python -m bot`` (or ``dreamloom bot``), configured from the environment."""
+"""Running the Discord bot: ``python -m bot.discord`` (or ``dreamloom bot``), configured from the environment."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import discord.gateway
 import discord.http
 import yarl
 
-from bot.app import DreamloomBot
-from bot.settings import BotSettings
+from bot.discord.bot import DreamloomBot
+from bot.discord.settings import BotSettings
 from tasks.client import JobClient
 from tasks.health import run_checks
 from tasks.metrics import registry_for

@@ -8,10 +8,10 @@ import logging
 import discord
 from discord.ext import commands
 
-from bot.app import DreamloomBot, reply_error
-from bot.buttons import JobButton, RemixModal, ZoomModal, mark_used
-from bot.messages import describe_error, job_line, status_text
-from bot.prefs import apply_preferences
+from bot.discord.bot import DreamloomBot, reply_error
+from bot.discord.components import JobButton, RemixModal, ZoomModal, mark_used
+from bot.discord.messages import describe_error, job_line, status_text
+from bot.discord.prefs import apply_preferences
 from engine.jobs import Action, JobStatus
 from engine.prompt import PromptError, parse
 

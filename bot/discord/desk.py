@@ -20,10 +20,10 @@ from typing import Any, TypeVar, cast
 import discord
 from PIL import Image
 
-from bot.buttons import grid_view, single_view
-from bot.messages import result_content, result_embed
-from bot.prefs import PreferenceStore
-from bot.settings import BotSettings
+from bot.discord.components import grid_view, single_view
+from bot.discord.messages import result_content, result_embed
+from bot.discord.prefs import PreferenceStore
+from bot.discord.settings import BotSettings
 from engine.jobs import GRID_ACTIONS
 from tasks.artifacts import GRID
 from tasks.client import JobClient

@@ -6,9 +6,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import DreamloomBot
-from bot.messages import info_embed
-from bot.prefs import GuildConfig
+from bot.discord.bot import DreamloomBot
+from bot.discord.messages import info_embed
+from bot.discord.prefs import GuildConfig
 
 
 @app_commands.guild_only()

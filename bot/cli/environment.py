@@ -1,15 +1,15 @@
 """Every environment variable dreamloom reads, in one catalogue.
 
 Each part keeps the names it reads next to its settings (``tasks.settings.ENVIRONMENT``,
-``bot.settings.BOT_ENVIRONMENT``, ``bot.service_settings.ENVIRONMENT``, and the engine's, listed here
+``bot.discord.settings.BOT_ENVIRONMENT``, ``bot.cli.settings.ENVIRONMENT``, and the engine's, listed here
 because its readers must stay torch-free to import); this module joins them for the deployment files and
 ``deploy/.env.example``, which the tests hold to it.
 """
 
 from __future__ import annotations
 
-from bot.service_settings import ENVIRONMENT as SERVICE_ENVIRONMENT
-from bot.settings import BOT_ENVIRONMENT
+from bot.cli.settings import ENVIRONMENT as SERVICE_ENVIRONMENT
+from bot.discord.settings import BOT_ENVIRONMENT
 from tasks.settings import ENVIRONMENT as JOB_ENVIRONMENT
 
 __all__ = ["ENGINE_VARIABLES", "OTHER_VARIABLES", "known_variables"]

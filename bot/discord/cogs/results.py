@@ -17,8 +17,8 @@ import time
 import discord
 from discord.ext import commands
 
-from bot.app import DreamloomBot
-from bot.messages import error_embed, job_line
+from bot.discord.bot import DreamloomBot
+from bot.discord.messages import error_embed, job_line
 from tasks.errors import JobError
 from tasks.events import EventType, JobEvent
 from tasks.metrics import STAGE_SECONDS

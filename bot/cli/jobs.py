@@ -1,6 +1,6 @@
 """The CLI's job commands: ``imagine``, the buttons as commands (``upscale``, ``vary`` ...), ``jobs``, ``cancel``.
 
-Each goes through the same job system as the bot and the playground (``bot.service.connect``): a running
+Each goes through the same job system as the bot and the playground (``bot.cli.service.connect``): a running
 ``dreamloom up``, the job system of REDIS_URL, or an embedded one started for the command. A job is
 followed to its end with a progress bar; Ctrl-C cancels it. Exit status: 0 done, 1 failed, 2 a request that
 cannot run as written (the message says why), 130 interrupted.
@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 from urllib.parse import unquote, urlparse
 
+from bot.cli.progress import ProgressBar
+from bot.cli.service import Connection, ServiceError, connect
+from bot.cli.settings import ServiceSettings
 from bot.job_errors import explain
-from bot.progress import ProgressBar
 from bot.prompts import imagine_requests
-from bot.service import Connection, ServiceError, connect
-from bot.service_settings import ServiceSettings
 from bot.web.jobviews import action_label, short_id
 from engine.jobs import GRID_ACTIONS, Action, JobStatus
 from engine.prompt import ImagineRequest, PromptError

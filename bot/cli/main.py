@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from bot.service_settings import ServiceSettings
+from bot.cli.settings import ServiceSettings
 from engine.jobs import Action
 from engine.plan import GenerationPlan, ModelProfile, plan_generation
 from engine.prompt import ImagineRequest, PromptError, expand_permutations, parse
@@ -251,13 +251,13 @@ def _aspect(text: str) -> tuple[int, int]:
 
 
 def _run_up(args: argparse.Namespace) -> int:
-    from bot.service import run_up
+    from bot.cli.service import run_up
 
     return run_up(_service(args))
 
 
 def _run_worker(args: argparse.Namespace) -> int:
-    from bot.service import run_worker
+    from bot.cli.service import run_worker
 
     families = [family.strip() for family in args.families.split(",") if family.strip()] if args.families else None
     modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
@@ -290,25 +290,25 @@ def _run_health(args: argparse.Namespace) -> int:
 
 
 def _run_web(args: argparse.Namespace) -> int:
-    from bot.service import run_web
+    from bot.cli.service import run_web
 
     return run_web(_service(args))
 
 
 def _run_bot(args: argparse.Namespace) -> int:
-    from bot.service import run_bot
+    from bot.cli.service import run_bot
 
     return run_bot()
 
 
 def _run_imagine(args: argparse.Namespace) -> int:
-    from bot.cli_jobs import imagine
+    from bot.cli.jobs import imagine
 
     return imagine(_service(args), args.prompt, args.mode)
 
 
 def _follow_up(args: argparse.Namespace, action: Action | None, tile: int | None, **params: object) -> int:
-    from bot.cli_jobs import FollowUp, follow_up
+    from bot.cli.jobs import FollowUp, follow_up
 
     return follow_up(_service(args), args.job, FollowUp(action, tile, params or None), args.mode)
 
@@ -338,13 +338,13 @@ def _run_square(args: argparse.Namespace) -> int:
 
 
 def _run_jobs(args: argparse.Namespace) -> int:
-    from bot.cli_jobs import list_jobs
+    from bot.cli.jobs import list_jobs
 
     return list_jobs(_service(args), args.limit)
 
 
 def _run_cancel(args: argparse.Namespace) -> int:
-    from bot.cli_jobs import cancel
+    from bot.cli.jobs import cancel
 
     return cancel(_service(args), args.job)
 

@@ -44,13 +44,13 @@ from typing import IO, Any
 from redis import Redis
 from redis.exceptions import RedisError
 
+from bot.cli.settings import ServiceSettings
 from bot.default_model import ModelNotice, ModelSetup, notice_for, prepare_models
-from bot.embedded_redis import EmbeddedRedis, EmbeddedRedisError
-from bot.processes import spawn, stop
-from bot.service_settings import ServiceSettings
 from engine.errors import ConfigError
 from engine.registry import Registry
 from tasks.client import JobClient
+from tasks.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from tasks.processes import spawn, stop
 from tasks.records import MODES
 from tasks.routing import worker_queues
 from tasks.settings import Settings
@@ -420,10 +420,10 @@ def _discord_bot(system: LocalJobSystem, env: Mapping[str, str], say: Say) -> Co
 
 
 def _load_discord_bot() -> tuple[Callable[[Any, JobClient], Coroutine[Any, Any, Any]], Any]:
-    """The bot's launcher and its settings from the environment (``bot.launcher``, ``bot.settings``)."""
+    """The bot's launcher and its settings from the environment (``bot.discord.launcher``, ``bot.discord.settings``)."""
     try:
-        launcher = importlib.import_module("bot.launcher")
-        settings_module = importlib.import_module("bot.settings")
+        launcher = importlib.import_module("bot.discord.launcher")
+        settings_module = importlib.import_module("bot.discord.settings")
     except ImportError as exc:
         raise ServiceError(f"this version of dreamloom has no Discord bot yet ({exc})") from exc
     bot_settings = settings_module.BotSettings.from_env()

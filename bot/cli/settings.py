@@ -1,7 +1,7 @@
 """What the one-machine service, the web playground and the command line read from the environment.
 
 The job system's own variables (``REDIS_URL``, storage, limits) are read by ``tasks.settings.Settings``;
-the bot's (``DISCORD_TOKEN`` ...) by ``bot.settings.BotSettings``. These are the rest:
+the bot's (``DISCORD_TOKEN`` ...) by ``bot.discord.settings.BotSettings``. These are the rest:
 
     DREAMLOOM_DATA_DIR            dreamloom-data   local storage, the embedded Redis's data, logs
     DREAMLOOM_WEB_HOST            127.0.0.1        where the playground listens (it has no login: keep it local)

@@ -10,8 +10,8 @@ import logging
 import discord
 from discord.ext import commands
 
-from bot.app import DreamloomBot
-from bot.messages import info_embed
+from bot.discord.bot import DreamloomBot
+from bot.discord.messages import info_embed
 from tasks.errors import JobError
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,0 @@
-"""``python -m bot``: the Discord bot."""
-
-from bot.launcher import main
-
-main()

@@ -1,0 +1,5 @@
+"""``python -m bot.discord``: the Discord bot."""
+
+from bot.discord.launcher import main
+
+main()
