@@ -35,7 +35,7 @@ from PIL import Image, ImageOps
 from engine.callbacks import CancelCheck, ProgressCallback
 from engine.canvas import MAX_SIDE, Canvas, pan_canvas, square_canvas, zoom_canvas
 from engine.conditioning import encoder_for, generators, starting_noise, text_conditioning
-from engine.errors import Blocked, Cancelled, ConfigError, EngineError, InvalidFollowUp
+from engine.errors import Cancelled, ConfigError, InvalidFollowUp, UnsafeImages
 from engine.grid import compose_grid, separate
 from engine.jobs import Action, PanDirection
 from engine.loading import LoadedModel, ModelCache, library_versions, pick_device
@@ -325,7 +325,7 @@ class Engine:
     ) -> GenerationResult:
         started = time.perf_counter()
         if request.image_urls and not image_prompts:
-            raise EngineError("This request has image prompts: download its image_urls and pass them as image_prompts")
+            raise ValueError("This request has image prompts: download its image_urls and pass them as image_prompts")
         loaded, plan = self._prepare(request, entry, seed, cancel)
         conditioning, notes, encode = self._condition(loaded, plan, GRID_SIZE)
         kwargs: dict[str, Any] = {**conditioning, "guidance_scale": plan.guidance_scale}
@@ -536,7 +536,7 @@ class Engine:
         if self.image_checker is not None:
             flags = [a or bool(b) for a, b in zip(flags, self.image_checker(images), strict=True)]
         if any(flags):
-            raise Blocked(
+            raise UnsafeImages(
                 f"The safety checker withheld {sum(flags)} of {len(flags)} images; try a different prompt or seed"
             )
 
@@ -570,7 +570,7 @@ class Engine:
     ) -> Recipe:
         model = loaded.record if loaded is not None else source.model if source is not None else None
         if model is None:
-            raise EngineError("a recipe needs the model it was made with")
+            raise ValueError("a recipe needs the model it was made with")
         return Recipe(
             action=action,
             request=request,

@@ -1,15 +1,18 @@
 """The language of ``/imagine``: prompt text, image URLs, ``::`` weights, ``{}`` permutations, ``--`` parameters.
 
-Torch-free and dependency-free: the bot, the CLI, the web playground and the engine all parse with it.
+Torch-free and dependency-free: every front door and the engine parse with it.
 
 Public surface:
 
 - ``parse(text) -> ImagineRequest``: one prompt, validated. Raises ``PromptError`` on bad input.
 - ``expand_permutations(text, limit=40) -> list[str]``: ``a {red, green} bird`` -> two prompts.
+- ``requests_of(text, limit=10) -> list[ImagineRequest]``: every job one /imagine starts ({…} and
+  ``--repeat``), each checked before any runs.
 - ``ImagineRequest``, ``WeightedPrompt``: immutable results; ``ImagineRequest.to_prompt()`` writes the
   canonical text back, so ``parse(req.to_prompt()) == req``.
-- ``PromptError(ValueError)``: ``.param`` is the canonical parameter at fault (``"--chaos"``,
-  ``"--aspect"``, ...) or ``None`` when the prompt text itself is at fault; the message says what to fix.
+- ``engine.errors.PromptError`` (a ValueError): ``.param`` is the canonical parameter at fault
+  (``"--chaos"``, ``"--aspect"``, ...) or ``None`` when the prompt text itself is at fault; the message says
+  what to fix.
 
 Grammar, in the order it is applied:
 
@@ -32,27 +35,26 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-__all__ = ["ImagineRequest", "PromptError", "WeightedPrompt", "expand_permutations", "given_parameters", "parse"]
+from engine.errors import PromptError
+
+__all__ = [
+    "MAX_JOBS_PER_PROMPT",
+    "ImagineRequest",
+    "WeightedPrompt",
+    "expand_permutations",
+    "given_parameters",
+    "parse",
+    "requests_of",
+]
 
 MAX_SEED = 4_294_967_295
 QUALITY_VALUES = (0.25, 0.5, 1.0, 2.0)
 MAX_ASPECT_RATIO = 4  # wider or taller than 4:1 is refused
 MAX_BRACE_DEPTH = 8
 MAX_PART_WEIGHT = 1000.0
+MAX_JOBS_PER_PROMPT = 10  # jobs one /imagine may start; the bot's DREAMLOOM_BOT_MAX_JOBS_PER_COMMAND default
 _COUNT_SHOWN_UP_TO = 10_000  # permutation counts above this are reported as "more than"
 _SHOWN_VALUE_CHARS = 40
-
-
-class PromptError(ValueError):
-    """A prompt that cannot be run. ``param`` names the parameter at fault, or is None."""
-
-    def __init__(self, param: str | None, message: str) -> None:
-        super().__init__(message)
-        self.param = param
-        self.message = message
-
-    def __reduce__(self) -> tuple[Any, ...]:  # keep both fields across pickling (Celery, multiprocessing)
-        return (type(self), (self.param, self.message))
 
 
 @dataclass(frozen=True)
@@ -445,6 +447,16 @@ def expand_permutations(text: str, limit: int = 40) -> list[str]:
             None, f"This prompt's {{…}} options make {made} prompts; the limit is {limit}, use fewer options"
         )
     return [" ".join(variant.split()) for variant in _expand(tree)]
+
+
+def requests_of(text: str, limit: int = MAX_JOBS_PER_PROMPT) -> list[ImagineRequest]:
+    """Every job one /imagine text starts: one per prompt of its ``{…}`` permutations, times its ``--repeat``.
+    Each is parsed before any is returned, so a bad one stops them all. Raises ``PromptError``."""
+    requests = [parse(prompt) for prompt in expand_permutations(text)]
+    jobs = [request for request in requests for _ in range(request.repeat)]
+    if len(jobs) > limit:
+        raise PromptError(None, f"This prompt makes {len(jobs)} jobs ({{…}} and --repeat); at most {limit} at once")
+    return jobs
 
 
 def _parse_braces(text: str) -> _Seq:

@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.errors import EngineError
+from engine.errors import PromptError
 from engine.jobs import Action
-from engine.prompt import ImagineRequest, PromptError
+from engine.prompt import ImagineRequest
 
 __all__ = ["ModelRecord", "Recipe"]
 
@@ -72,4 +72,4 @@ class Recipe:
                 versions=dict(data.get("versions", {})),
             )
         except (KeyError, TypeError, ValueError, PromptError) as exc:
-            raise EngineError(f"Not a dreamloom recipe: {exc}") from exc
+            raise ValueError(f"Not a dreamloom recipe: {exc}") from exc

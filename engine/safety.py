@@ -1,6 +1,7 @@
 """Optional safety: a prompt blocklist (here) and an image checker hook (``ImageChecker``, used by the engine).
 
-A blocked job raises ``engine.errors.Blocked`` with a message a user can act on, instead of returning images.
+A banned prompt raises ``engine.errors.BannedPrompt`` (a refusal); withheld images raise
+``engine.errors.UnsafeImages`` (the job fails). Each message says what a user can do.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from PIL import Image
 
-from engine.errors import Blocked
+from engine.errors import BannedPrompt
 from engine.prompt import ImagineRequest
 
 __all__ = ["Blocklist", "ImageChecker"]
@@ -40,6 +41,6 @@ class Blocklist:
         return " ".join(match[1].lower().split()) if match else None
 
     def check(self, request: ImagineRequest) -> None:
-        """Raise ``Blocked`` when the prompt (the --no text is exempt) uses a blocked phrase."""
+        """Raise ``BannedPrompt`` when the prompt (the --no text is exempt) uses a blocked phrase."""
         if found := self.find(request.prompt):
-            raise Blocked(f"Banned prompt: '{found}' is not allowed here; rephrase the prompt without it")
+            raise BannedPrompt(f"'{found}' is not allowed here; rephrase the prompt without it")

@@ -25,6 +25,7 @@ from typing import Any
 from PIL import Image
 from redis import Redis
 
+from engine.errors import InvalidFollowUp, NotAllowed, QueueFull, StorageError, UnknownJob
 from engine.grid import separate_image
 from engine.jobs import GRID_ACTIONS, Action, JobStatus, PanDirection
 from engine.plan import GRID_SIZE, plan_generation
@@ -34,7 +35,6 @@ from engine.registry import Registry
 from engine.safety import Blocklist
 from tasks.artifacts import file_name, prepare, read_manifest, upload
 from tasks.celery_app import RENDER_TASK, make_celery
-from tasks.errors import InvalidFollowUp, JobError, NotAllowed, QueueFull, StorageError
 from tasks.events import EventBus, EventType, JobEvent
 from tasks.file_storage import Storage, artifact_key, storage_from_settings
 from tasks.job_store import JobStore
@@ -270,7 +270,7 @@ class JobClient:
         for job_id in self.store.unsent():
             try:
                 job = self.store.get(job_id)
-            except JobError:
+            except UnknownJob:
                 continue
             if job.status is JobStatus.QUEUED and (job.queued_at or 0) < time.time() - older_than:
                 self.dispatcher.send(job, 0)
@@ -339,7 +339,8 @@ class JobClient:
             lineage = [*parent_manifest.get("lineage", []), job.parent or ""]
             files = upload(self.storage, job.id, prepare(job, result, lineage))
         except (StorageError, KeyError) as exc:
-            reason = str(exc) if isinstance(exc, StorageError) else "the parent's files are incomplete"
+            log.warning("job %s: could not separate image %s of %s: %r", job.id, job.tile, job.parent, exc)
+            reason = exc.public if isinstance(exc, StorageError) else "the parent's files are incomplete"
             event = JobEvent(EventType.FAILED, job.id, job.owner, job.channel, message=f"Job failed: {reason}")
             self.store.finish(job, JobStatus.FAILED, (JobStatus.RUNNING,), self.settings.max_running_per_user,
                               fields={"error": reason}, event=event.fields())  # fmt: skip

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import redis
 
+from engine.errors import DreamloomError
 from tasks.processes import spawn, stop
 
 __all__ = ["EmbeddedRedis", "EmbeddedRedisError", "redis_server_binary"]
@@ -24,8 +25,10 @@ __all__ = ["EmbeddedRedis", "EmbeddedRedisError", "redis_server_binary"]
 START_ATTEMPTS = 3
 
 
-class EmbeddedRedisError(RuntimeError):
-    pass
+class EmbeddedRedisError(DreamloomError):
+    """The private Redis cannot start; the message says what to install or set instead."""
+
+    title = "Redis unavailable"
 
 
 def redis_server_binary() -> str:

@@ -24,7 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from tasks.errors import StorageError
+from engine.errors import StorageError
 from tasks.settings import Settings
 
 __all__ = ["LocalStorage", "S3Storage", "Storage", "artifact_key", "storage_from_settings"]

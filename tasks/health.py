@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import redis
 
-from tasks.errors import StorageError
+from engine.errors import StorageError
 from tasks.file_storage import storage_from_settings
 from tasks.job_store import WORKER_ALIVE_SECONDS, JobStore
 from tasks.settings import Settings

@@ -30,8 +30,8 @@ from typing import Any, cast
 
 from redis import Redis
 
+from engine.errors import UnknownJob
 from engine.jobs import JobStatus
-from tasks.errors import UnknownJob
 from tasks.records import Job
 
 __all__ = ["PREFIX", "Admission", "Finish", "JobStore"]

@@ -17,6 +17,8 @@ import sys
 from collections.abc import Iterator
 from contextvars import ContextVar
 
+from engine.errors import ConfigError
+
 __all__ = ["JobContextFilter", "job_context", "setup_logging"]
 
 JOB_ID: ContextVar[str | None] = ContextVar("dreamloom_job_id", default=None)
@@ -58,7 +60,7 @@ class JsonFormatter(logging.Formatter):
 def setup_logging(level: str = "INFO", fmt: str = "text", path: str | None = None) -> None:
     """Log to ``path`` (default: stderr) in ``fmt`` ("text" or "json"), every line with its job id."""
     if fmt not in ("text", "json"):
-        raise ValueError(f"DREAMLOOM_LOG_FORMAT must be text or json (got {fmt!r})")
+        raise ConfigError(f"DREAMLOOM_LOG_FORMAT must be text or json (got {fmt!r})")
     handler: logging.Handler = logging.FileHandler(path) if path else logging.StreamHandler(sys.stderr)
     handler.addFilter(JobContextFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from engine.errors import ConfigError
+
 __all__ = ["Secret", "Settings"]
 
 
@@ -131,7 +133,7 @@ def _convert(field_name: str, variable: str, raw: str) -> object:
             value = raw
     except ValueError:
         kind = "a whole number" if field_name in _INTS else "a number"
-        raise ValueError(f"{variable} must be {kind}, 0 or more (got {raw!r})") from None
+        raise ConfigError(f"{variable} must be {kind}, 0 or more (got {raw!r})") from None
     if field_name in _PATHS:
         return Path(raw)
     if field_name in _SECRETS:

@@ -31,15 +31,13 @@ from celery.exceptions import SoftTimeLimitExceeded
 from PIL import Image
 from redis import Redis
 
-from engine.errors import Blocked, Cancelled, EngineError
+from engine.errors import Cancelled, DreamloomError, StorageError, UnknownJob
 from engine.grid import separate_image
 from engine.jobs import GRID_ACTIONS, Action, JobStatus
-from engine.prompt import PromptError
 from engine.recipe import Recipe
 from engine.results import GenerationResult
 from tasks.artifacts import MANIFEST, encode_preview, file_name, prepare, read_manifest, upload
 from tasks.celery_app import PING_TASK, RENDER_TASK, make_celery
-from tasks.errors import JobError, StorageError, UnknownJob
 from tasks.events import EventType, JobEvent
 from tasks.fetch import fetch_image
 from tasks.file_storage import Storage, artifact_key, storage_from_settings
@@ -197,8 +195,10 @@ class JobRunner:
         except Cancelled:
             self._finish(job, JobStatus.CANCELLED, EventType.CANCELLED, "Cancelled")
             return
-        except (Blocked, EngineError, PromptError, JobError) as exc:
-            self._fail(job, str(exc))
+        except DreamloomError as exc:
+            if exc.public != str(exc):  # the details (paths, hosts) are for the operator only
+                log.warning("job %s: %s: %s", job.id, type(exc).__name__, exc)
+            self._fail(job, exc.public)
             return
         except SoftTimeLimitExceeded:
             self._fail(job, "The job took longer than its time limit; try a smaller size, fewer steps or --q .5")
@@ -211,8 +211,10 @@ class JobRunner:
         try:
             files = upload(self.storage, job.id, artifacts)
         except StorageError as exc:
-            where = self.settings.spool_dir / job.id
-            self._fail(job, f"Could not store the images: {exc}. They are kept on worker {worker} in {where}")
+            log.error("job %s: could not store its images (%s); they are kept on %s in %s", job.id, exc, worker,
+                      self.settings.spool_dir / job.id)  # fmt: skip
+            self._fail(job, "The images were made but the image store could not take them; the worker keeps them "
+                            "for the server's operator. Try again in a moment")  # fmt: skip
             return
         STAGE_SECONDS.labels(stage="store").observe(time.monotonic() - stored)
         if self._finish_done(job, files, None):
@@ -266,7 +268,7 @@ class JobRunner:
             return engine.pan(image, recipe, job.params["direction"], **common)  # type: ignore[no-any-return]
         if job.action is Action.MAKE_SQUARE:
             return engine.make_square(image, recipe, **common)  # type: ignore[no-any-return]
-        raise EngineError(f"Unknown action {job.action.value}")
+        raise ValueError(f"Unknown action {job.action.value}")
 
     def _source_image(self, job: Job, parent_manifest: dict[str, Any], recipe: Recipe) -> tuple[Image.Image, Recipe]:
         """The image a follow-up starts from: image N of the parent's grid (stored losslessly on its own), or the

@@ -11,7 +11,7 @@ import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
 from PIL import Image
 
-from engine.errors import Blocked, Cancelled, EngineError, ModelLoadError, UnknownModel
+from engine.errors import BannedPrompt, Cancelled, ModelLoadError, UnknownModel, UnsafeImages
 from engine.generate import Engine
 from engine.jobs import Action
 from engine.prompt import parse
@@ -234,7 +234,7 @@ def test_image_prompts_start_the_generation(engine):
     assert result.recipe.settings["init_strength"] == 0.25
     unrelated = engine.imagine(parse("a bird --seed 3"))
     assert distance(result.images[0], red.resize((64, 64))) < distance(unrelated.images[0], red.resize((64, 64)))
-    with pytest.raises(EngineError, match="pass them as image_prompts"):
+    with pytest.raises(ValueError, match="pass them as image_prompts"):
         engine.imagine(parse("https://example.com/red.png a bird"))
 
 
@@ -306,12 +306,12 @@ def test_a_job_cancelled_before_it_starts_does_no_work(engine):
 
 def test_blocked_prompts_and_images(registry_file):
     engine = Engine(Registry.from_toml(registry_file), blocklist=Blocklist(["gore", "bad word"]))
-    with pytest.raises(Blocked, match="Banned prompt: 'bad word' is not allowed here"):
+    with pytest.raises(BannedPrompt, match="'bad word' is not allowed here"):
         engine.imagine(parse("a very Bad   Word here"))
     assert len(engine.imagine(parse("a badword --no gore --seed 1")).images) == 4, "whole words only; --no is exempt"
     flag_the_third = lambda images: [i == 2 for i in range(len(images))]  # noqa: E731
     checked = Engine(Registry.from_toml(registry_file), image_checker=flag_the_third)
-    with pytest.raises(Blocked, match="withheld 1 of 4 images"):
+    with pytest.raises(UnsafeImages, match="withheld 1 of 4 images"):
         checked.imagine(parse("a cat --seed 1"))
 
 
@@ -351,7 +351,7 @@ def test_the_model_s_own_safety_checker_is_kept_only_when_asked_for(tmp_path):
     checker = engine.load("checked").pipe.safety_checker
     assert checker is not None
     checker.concept_embeds_weights.data.fill_(-10.0)  # make every image look unsafe to it
-    with pytest.raises(Blocked, match="withheld 4 of 4 images"):
+    with pytest.raises(UnsafeImages, match="withheld 4 of 4 images"):
         engine.imagine(dataclasses.replace(parse("a cat --seed 1"), model="checked"))
 
 

@@ -14,14 +14,13 @@ import boto3
 import pytest
 from PIL import Image
 
-from engine.errors import EngineError
+from engine.errors import InvalidFollowUp, JobFailed, NotAllowed, QueueFull, UnknownJob
 from engine.jobs import Action, JobStatus
 from engine.null import NullEngine
 from engine.prompt import parse
 from engine.registry import Registry
 from tasks.artifacts import content_type
 from tasks.client import JobClient
-from tasks.errors import InvalidFollowUp, NotAllowed, QueueFull, UnknownJob
 from tasks.events import EventType
 from tasks.records import RELAX, Job, new_job_id
 from tasks.worker import JobRunner
@@ -228,7 +227,7 @@ def test_bad_input_gets_clear_errors_and_changes_nothing(client, registry_file, 
 
     class Broken:
         def imagine(self, request: Any, **options: Any) -> Any:
-            raise EngineError("The model could not render this prompt")
+            raise JobFailed("The model could not render this prompt")
 
     start_thread_worker(job_engine=Broken())
     failed = finished(client, client.submit(parse("x"), owner="alice").id)

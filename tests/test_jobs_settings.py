@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.errors import ConfigError
 from tasks.settings import ENVIRONMENT, Secret, Settings
 
 
@@ -41,7 +42,7 @@ def test_secrets_never_print():
 @pytest.mark.parametrize(("variable", "value"), [("DREAMLOOM_MAX_ATTEMPTS", "three"), ("DREAMLOOM_MAX_ATTEMPTS", "-1"),
                                                  ("DREAMLOOM_PROGRESS_INTERVAL", "fast")])  # fmt: skip
 def test_bad_values_name_the_variable(variable, value):
-    with pytest.raises(ValueError, match=f"{variable} must be"):
+    with pytest.raises(ConfigError, match=f"{variable} must be"):
         Settings.from_env({variable: value})
 
 

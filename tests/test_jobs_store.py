@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import redis
 
+from engine.errors import UnknownJob
 from engine.jobs import Action, JobStatus
 from engine.prompt import parse
-from tasks.errors import UnknownJob
 from tasks.events import EventBus, EventType, JobEvent
 from tasks.job_store import JobStore
 from tasks.records import RELAX, Job, new_job_id

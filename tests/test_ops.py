@@ -9,6 +9,7 @@ import urllib.request
 
 import pytest
 
+from engine.errors import ConfigError
 from engine.jobs import JobStatus
 from engine.prompt import parse
 from tasks.health import run_checks
@@ -112,7 +113,7 @@ def test_every_log_line_carries_its_job(fmt, capfd):
 
 
 def test_a_bad_log_format_is_refused():
-    with pytest.raises(ValueError, match="DREAMLOOM_LOG_FORMAT must be text or json"):
+    with pytest.raises(ConfigError, match="DREAMLOOM_LOG_FORMAT must be text or json"):
         setup_logging("INFO", "xml")
 
 

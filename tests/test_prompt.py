@@ -6,7 +6,8 @@ import pickle
 
 import pytest
 
-from engine.prompt import ImagineRequest, PromptError, WeightedPrompt, expand_permutations, given_parameters, parse
+from engine.errors import PromptError
+from engine.prompt import ImagineRequest, WeightedPrompt, expand_permutations, given_parameters, parse
 
 
 def refused(text: str) -> PromptError:

@@ -8,7 +8,8 @@ from fractions import Fraction
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from engine.prompt import ImagineRequest, PromptError, expand_permutations, parse
+from engine.errors import PromptError
+from engine.prompt import ImagineRequest, expand_permutations, parse
 
 EXAMPLES = 3000
 

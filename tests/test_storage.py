@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tasks.errors import StorageError
+from engine.errors import StorageError
 from tasks.file_storage import LocalStorage, S3Storage, storage_from_settings
 from tasks.settings import Secret, Settings
 from tests.conftest import S3_CREDENTIALS

@@ -18,6 +18,7 @@ from bot.cli.progress import ProgressBar
 from bot.cli.service import DataFolder, ServiceRecord, worker_command
 from bot.cli.settings import ServiceSettings
 from bot.default_model import prepare_models
+from engine.errors import ConfigError
 from tasks.embedded_redis import EmbeddedRedis
 from tasks.processes import spawn, stop
 from tests.support.playground import clean_env, dreamloom
@@ -113,9 +114,9 @@ def test_service_settings_from_the_environment():
     assert ServiceSettings().web_is_local
     assert ServiceSettings(web_host="localhost").web_is_local
     assert not custom.web_is_local
-    with pytest.raises(ValueError, match=r"DREAMLOOM_WEB_PORT must be a whole number from 0 to 65535 \(got 'http'\)"):
+    with pytest.raises(ConfigError, match=r"DREAMLOOM_WEB_PORT must be a whole number from 0 to 65535 \(got 'http'\)"):
         ServiceSettings.from_env({"DREAMLOOM_WEB_PORT": "http"})
-    with pytest.raises(ValueError, match="DREAMLOOM_USER"):
+    with pytest.raises(ConfigError, match="DREAMLOOM_USER"):
         ServiceSettings.from_env({"DREAMLOOM_USER": "a b"})
 
 
@@ -138,7 +139,7 @@ def test_the_progress_bar_redraws_on_a_terminal_and_logs_elsewhere():
 def test_each_part_alone_refuses_clearly_without_its_configuration(tmp_path):
     worker = dreamloom("worker", env=clean_env(DREAMLOOM_MODELS=str(tmp_path / "missing.toml")), cwd=tmp_path)
     assert worker.returncode == 1
-    assert "cannot read the model registry" in worker.stdout
+    assert worker.stderr.startswith("Configuration error: cannot read the model registry")
     bot = dreamloom("bot", env=clean_env(), cwd=tmp_path)
     assert bot.returncode == 1
-    assert "DISCORD_TOKEN is not set" in bot.stdout or "no Discord bot yet" in bot.stdout
+    assert bot.stderr.startswith("Configuration error: DISCORD_TOKEN is not set")

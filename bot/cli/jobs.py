@@ -16,15 +16,13 @@ from typing import Any, TextIO
 from urllib.parse import unquote, urlparse
 
 from bot.cli.progress import ProgressBar
-from bot.cli.service import Connection, ServiceError, connect
+from bot.cli.service import Connection, connect
 from bot.cli.settings import ServiceSettings
-from bot.job_errors import explain
-from bot.prompts import imagine_requests
 from bot.web.jobviews import action_label, short_id
+from engine.errors import DreamloomError, InvalidFollowUp, UnknownJob
 from engine.jobs import GRID_ACTIONS, Action, JobStatus
-from engine.prompt import ImagineRequest, PromptError
+from engine.prompt import ImagineRequest, requests_of
 from tasks.client import SINGLE_ACTIONS, JobClient
-from tasks.errors import InvalidFollowUp, JobError, UnknownJob
 from tasks.events import EventTail
 from tasks.records import Job
 
@@ -46,10 +44,7 @@ class FollowUp:
 
 
 def imagine(service: ServiceSettings, text: str, mode: str, out: TextIO = sys.stdout) -> int:
-    try:
-        requests = imagine_requests(text)
-    except PromptError as exc:
-        return _refused(exc)
+    requests = requests_of(text)
     return _with_connection(service, out, lambda connection: _imagine(connection, service, requests, mode, out))
 
 
@@ -161,7 +156,7 @@ def _follow(connection: Connection, service: ServiceSettings, jobs: list[Job], t
     except KeyboardInterrupt:
         bar.done()
         for job_id in pending:
-            with contextlib.suppress(JobError):
+            with contextlib.suppress(DreamloomError):
                 client.cancel(job_id, by=service.user)
         out.write(f"cancelled {len(pending)} job(s)\n")
         return EXIT_INTERRUPTED
@@ -226,20 +221,5 @@ def _label(job: Job) -> str:
 def _with_connection(
     service: ServiceSettings, out: TextIO, work: Callable[[Connection], int], worker: bool = True
 ) -> int:
-    try:
-        with connect(service, worker=worker) as connection:
-            return work(connection)
-    except ServiceError as exc:
-        print(f"dreamloom: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except Exception as exc:
-        if explain(exc) is None:
-            raise
-        return _refused(exc)
-
-
-def _refused(exc: Exception) -> int:
-    explanation = explain(exc)
-    assert explanation is not None
-    print(str(explanation), file=sys.stderr)
-    return explanation.exit_code
+    with connect(service, worker=worker) as connection:
+        return work(connection)

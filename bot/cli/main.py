@@ -24,9 +24,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from bot.cli.settings import ServiceSettings
+from engine.errors import DreamloomError
 from engine.jobs import Action
 from engine.plan import GenerationPlan, ModelProfile, plan_generation
-from engine.prompt import ImagineRequest, PromptError, expand_permutations, parse
+from engine.prompt import ImagineRequest, expand_permutations, parse
 
 EXIT_BAD_INPUT = 2
 
@@ -37,16 +38,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
-    result: int = args.run(args)
+    try:
+        result: int = args.run(args)
+    except DreamloomError as exc:  # every expected error: its title, the whole message, its exit status
+        print(f"{exc.title}: {exc}", file=sys.stderr)
+        return exc.exit_code
     return result
 
 
 def _service(args: argparse.Namespace) -> ServiceSettings:
     """The environment's settings, with the command line's overrides."""
-    try:
-        service = ServiceSettings.from_env()
-    except ValueError as exc:
-        raise SystemExit(f"dreamloom: {exc}") from None
+    service = ServiceSettings.from_env()
     overrides = {
         name: value
         for name, value in (
@@ -269,17 +271,12 @@ def _run_worker(args: argparse.Namespace) -> int:
 
 
 def _run_health(args: argparse.Namespace) -> int:
-    from engine.errors import ConfigError
     from engine.registry import Registry
     from tasks.health import run_checks
     from tasks.settings import Settings
 
-    try:
-        settings = Settings.from_env()
-        families = sorted({entry.family for entry in Registry.from_env().entries})
-    except (ValueError, ConfigError) as exc:
-        print(f"dreamloom: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    settings = Settings.from_env()
+    families = sorted({entry.family for entry in Registry.from_env().entries})
     checks = run_checks(settings, families)
     if args.json:
         print(json.dumps([vars(check) for check in checks], indent=1))
@@ -363,12 +360,7 @@ def _run_parse(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"dreamloom: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    try:
-        variants = expand_permutations(args.prompt)
-        parsed = [(text, parse(text)) for text in variants]
-    except PromptError as exc:
-        print(f"Invalid parameter: {exc}" if exc.param else f"Invalid prompt: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    parsed = [(text, parse(text)) for text in expand_permutations(args.prompt)]
 
     results = [(text, request, plan_generation(request, profile)) for text, request in parsed]
     if args.json:

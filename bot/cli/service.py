@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
-import importlib
 import json
 import logging
 import os
@@ -46,10 +45,10 @@ from redis.exceptions import RedisError
 
 from bot.cli.settings import ServiceSettings
 from bot.default_model import ModelNotice, ModelSetup, notice_for, prepare_models
-from engine.errors import ConfigError
+from engine.errors import ConfigError, DreamloomError
 from engine.registry import Registry
 from tasks.client import JobClient
-from tasks.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from tasks.embedded_redis import EmbeddedRedis
 from tasks.processes import spawn, stop
 from tasks.records import MODES
 from tasks.routing import worker_queues
@@ -76,8 +75,10 @@ RECOVER_EVERY_SECONDS = 60.0
 _REDIS_STOP = ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0))
 
 
-class ServiceError(RuntimeError):
+class ServiceError(DreamloomError):
     """Something that stops dreamloom from starting; the message says what to do."""
+
+    title = "Cannot start"
 
 
 def say(line: str) -> None:
@@ -199,11 +200,8 @@ class LocalJobSystem:
             running = self.folder.running()
             where = f": open {running.web_url}" if running and running.web_url else ""
             raise ServiceError(f"dreamloom is already running on the data folder {self.folder.path}{where}")
-        base = _job_settings(self.environ)
-        try:
-            self.models = prepare_models(self.environ)
-        except ConfigError as exc:
-            raise ServiceError(str(exc)) from exc
+        base = Settings.from_env(self.environ)
+        self.models = prepare_models(self.environ)
         if self.with_worker:
             default = self.models.registry.resolve(None)
             self.say(f"model        {default.alias} ({default.source})")
@@ -213,11 +211,8 @@ class LocalJobSystem:
             redis_url = base.redis_url
             self.say("redis        REDIS_URL")
         else:
-            try:
-                self.redis = EmbeddedRedis(self.folder.path / "redis")
-                redis_url = self.redis.start()
-            except EmbeddedRedisError as exc:
-                raise ServiceError(str(exc)) from exc
+            self.redis = EmbeddedRedis(self.folder.path / "redis")
+            redis_url = self.redis.start()
             self.say(f"redis        embedded ({self.redis.binary}), data in {self.redis.folder}")
         spool = Path(self.environ.get("DREAMLOOM_SPOOL_DIR") or self.folder.path / "spool")
         self.settings = dataclasses.replace(base, redis_url=redis_url, data_dir=self.folder.path, spool_dir=spool)
@@ -274,13 +269,6 @@ class LocalJobSystem:
         self.folder.release()
 
 
-def _job_settings(environ: Mapping[str, str]) -> Settings:
-    try:
-        return Settings.from_env(environ)
-    except ValueError as exc:
-        raise ServiceError(str(exc)) from exc
-
-
 # --- dreamloom up --------------------------------------------------------------------------------------
 
 
@@ -297,9 +285,9 @@ def run_up(service: ServiceSettings, environ: Mapping[str, str] | None = None, s
     except KeyboardInterrupt:
         say("interrupted while starting")
         return 130
-    except ServiceError as exc:
-        say(f"dreamloom: {exc}")
-        return 1
+    except DreamloomError as exc:
+        say(f"{exc.title}: {exc}")
+        return exc.exit_code
     finally:
         previous_int = signal.signal(signal.SIGINT, lambda *_: hurry.set())  # a second Ctrl-C: no waiting
         signal.signal(signal.SIGTERM, lambda *_: hurry.set())
@@ -412,7 +400,7 @@ def _discord_bot(system: LocalJobSystem, env: Mapping[str, str], say: Say) -> Co
     assert system.models is not None
     try:
         run_discord_bot, bot_settings = _load_discord_bot()
-    except (ServiceError, ValueError) as exc:
+    except DreamloomError as exc:
         say(f"discord bot  not started: {exc}")
         return None
     say("discord bot  starting")
@@ -420,17 +408,14 @@ def _discord_bot(system: LocalJobSystem, env: Mapping[str, str], say: Say) -> Co
 
 
 def _load_discord_bot() -> tuple[Callable[[Any, JobClient], Coroutine[Any, Any, Any]], Any]:
-    """The bot's launcher and its settings from the environment (``bot.discord.launcher``, ``bot.discord.settings``)."""
-    try:
-        launcher = importlib.import_module("bot.discord.launcher")
-        settings_module = importlib.import_module("bot.discord.settings")
-    except ImportError as exc:
-        raise ServiceError(f"this version of dreamloom has no Discord bot yet ({exc})") from exc
-    bot_settings = settings_module.BotSettings.from_env()
-    if getattr(bot_settings, "token", None) is None:
-        raise ServiceError("DISCORD_TOKEN is not set: the bot needs its token from the Discord developer portal")
-    run: Callable[[Any, JobClient], Coroutine[Any, Any, Any]] = launcher.run_discord_bot
-    return run, bot_settings
+    """The bot's launcher and its settings from the environment (imported only when the bot runs)."""
+    from bot.discord.launcher import run_discord_bot
+    from bot.discord.settings import BotSettings
+
+    bot_settings = BotSettings.from_env()
+    if bot_settings.token is None:
+        raise ConfigError("DISCORD_TOKEN is not set: the bot needs its token from the Discord developer portal")
+    return run_discord_bot, bot_settings
 
 
 # --- each part alone -----------------------------------------------------------------------------------
@@ -442,11 +427,7 @@ def run_worker(
     """Become ``celery worker`` for the registry's families (or ``families``), fast and relax queues (or
     ``modes``). With DREAMLOOM_METRICS_PORT set, its pool processes share Prometheus files in a fresh folder."""
     if not families:
-        try:
-            registry = Registry.from_env()
-        except ConfigError as exc:
-            say(f"dreamloom: {exc}")
-            return 1
+        registry = Registry.from_env()
         families = [entry.family for entry in registry.entries]
         if not families:
             say(f"dreamloom: {notice_for(registry)}")
@@ -465,11 +446,7 @@ def run_web(service: ServiceSettings) -> int:
     from bot.web.app import create_app
     from bot.web.server import PortInUse, serve
 
-    try:
-        client = JobClient.from_env()
-    except (ValueError, ConfigError) as exc:
-        say(f"dreamloom: {exc}")
-        return 1
+    client = JobClient.from_env()
 
     async def main() -> int:
         stopping = _stop_on_signals()
@@ -492,12 +469,8 @@ def run_web(service: ServiceSettings) -> int:
 
 def run_bot() -> int:
     """The Discord bot alone, on the job system of the environment."""
-    try:
-        run_discord_bot, bot_settings = _load_discord_bot()
-        client = JobClient.from_env()
-    except (ServiceError, ValueError, ConfigError) as exc:
-        say(f"dreamloom: {exc}")
-        return 1
+    run_discord_bot, bot_settings = _load_discord_bot()
+    client = JobClient.from_env()
     try:
         asyncio.run(run_discord_bot(bot_settings, client))
     except KeyboardInterrupt:
@@ -529,9 +502,9 @@ def connect(
     env = dict(os.environ if environ is None else environ)
     record = DataFolder(service.data_dir).running()
     if record is not None and _reachable(record.redis_url):
-        settings = dataclasses.replace(_job_settings(env), redis_url=record.redis_url,
+        settings = dataclasses.replace(Settings.from_env(env), redis_url=record.redis_url,
                                        data_dir=service.data_dir.resolve())  # fmt: skip
-        registry = Registry.from_toml(record.models) if record.models else _registry(env)
+        registry = Registry.from_toml(record.models) if record.models else Registry.from_env(env)
         client = JobClient(settings, registry=registry)
         try:
             yield Connection(client, notice_for(registry), f"the running dreamloom up (pid {record.pid})",
@@ -540,8 +513,8 @@ def connect(
             client.redis.close()
         return
     if env.get("REDIS_URL"):
-        registry = _registry(env)
-        client = JobClient(_job_settings(env), registry=registry)
+        registry = Registry.from_env(env)
+        client = JobClient(Settings.from_env(env), registry=registry)
         try:
             yield Connection(client, notice_for(registry), "the job system of REDIS_URL")
         finally:
@@ -570,13 +543,6 @@ def connect(
 def _models_file(env: Mapping[str, str]) -> str | None:
     models = env.get("DREAMLOOM_MODELS")
     return str(Path(models).resolve()) if models else None
-
-
-def _registry(env: Mapping[str, str]) -> Registry:
-    try:
-        return Registry.from_env(env)
-    except ConfigError as exc:
-        raise ServiceError(str(exc)) from exc
 
 
 def _reachable(redis_url: str) -> bool:

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.errors import ConfigError
+
 __all__ = ["ENVIRONMENT", "ServiceSettings"]
 
 # ServiceSettings field -> environment variable.
@@ -55,7 +57,7 @@ class ServiceSettings:
         data_dir = Path(env.get(ENVIRONMENT["data_dir"]) or defaults.data_dir)
         user = env.get(ENVIRONMENT["user"]) or defaults.user
         if not user.replace("-", "").replace("_", "").isalnum() or len(user) > 64:
-            raise ValueError(f"DREAMLOOM_USER must be 1-64 letters, digits, '-' or '_' (got {user!r})")
+            raise ConfigError(f"DREAMLOOM_USER must be 1-64 letters, digits, '-' or '_' (got {user!r})")
         return cls(
             data_dir=data_dir,
             web_host=env.get(ENVIRONMENT["web_host"]) or defaults.web_host,
@@ -75,5 +77,5 @@ def _whole(env: Mapping[str, str], field: str, default: int, low: int, high: int
     except ValueError:
         value = low - 1
     if not low <= value <= high:
-        raise ValueError(f"{variable} must be a whole number from {low} to {high} (got {raw!r})")
+        raise ConfigError(f"{variable} must be a whole number from {low} to {high} (got {raw!r})")
     return value

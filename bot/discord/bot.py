@@ -12,7 +12,7 @@ from bot.discord.components import JobButton
 from bot.discord.desk import Desk
 from bot.discord.messages import NotHere, describe_error, error_embed
 from bot.discord.settings import BotSettings
-from engine.errors import Blocked
+from engine.errors import BannedPrompt, DreamloomError
 from engine.safety import Blocklist
 from tasks.client import JobClient
 
@@ -54,7 +54,7 @@ class DreamloomBot(commands.Bot):
             channels = ", ".join(f"<#{c}>" for c in sorted(config.channels))
             raise NotHere(f"dreamloom answers in {channels} on this server")
         if prompt is not None and config.blocklist and (found := Blocklist(config.blocklist).find(prompt)):
-            raise Blocked(f"'{found}' is not allowed on this server; rephrase the prompt without it")
+            raise BannedPrompt(f"'{found}' is not allowed on this server; rephrase the prompt without it")
 
     async def on_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
@@ -62,7 +62,7 @@ class DreamloomBot(commands.Bot):
             title, line = "Not allowed", "You need the Manage Server permission for that"
         else:
             title, line = describe_error(cause)
-            if title == "Something went wrong":
+            if not isinstance(cause, DreamloomError):
                 log.error("command %s failed", getattr(interaction.command, "name", "?"), exc_info=cause)
         await reply_error(interaction, title, line)
 

@@ -13,6 +13,7 @@ import yarl
 
 from bot.discord.bot import DreamloomBot
 from bot.discord.settings import BotSettings
+from engine.errors import ConfigError
 from tasks.client import JobClient
 from tasks.health import run_checks
 from tasks.metrics import registry_for
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 async def run_discord_bot(settings: BotSettings, client: JobClient) -> None:
     """Log in and serve until cancelled or closed."""
     if settings.token is None:
-        raise ValueError("DISCORD_TOKEN is not set: create a bot at https://discord.com/developers and set its token")
+        raise ConfigError("DISCORD_TOKEN is not set: create a bot at https://discord.com/developers and set its token")
     if settings.api_url:
         discord.http.Route.BASE = settings.api_url
     if settings.gateway_url:

@@ -10,7 +10,7 @@ from typing import Any
 
 import discord
 
-from bot.job_errors import explain
+from engine.errors import DreamloomError, Refusal
 from engine.jobs import Action, JobStatus
 from tasks.client import QueueInfo
 from tasks.records import Job
@@ -33,8 +33,11 @@ _ACTION_TITLES = {
 }
 
 
-class NotHere(Exception):
-    """The guild's admins limited dreamloom to other channels."""
+class NotHere(Refusal):
+    """The server's admins limited dreamloom to other channels."""
+
+    title = "Not here"
+    http_status = 403
 
 
 def error_embed(title: str, line: str) -> discord.Embed:
@@ -42,13 +45,10 @@ def error_embed(title: str, line: str) -> discord.Embed:
 
 
 def describe_error(exc: BaseException) -> tuple[str, str]:
-    """(title, one line) for an expected error, as every front end says it (``bot.job_errors``); anything
-    else is "Something went wrong"."""
-    if isinstance(exc, NotHere):
-        return "Not here", str(exc)
-    explanation = explain(exc) if isinstance(exc, Exception) else None
-    if explanation is not None:
-        return explanation.title, explanation.message
+    """(title, one line) as a member may see an error: a ``DreamloomError``'s own title and public line;
+    anything else is a bug, which the caller logs, and the member reads "Something went wrong"."""
+    if isinstance(exc, DreamloomError):
+        return exc.title, exc.public
     return "Something went wrong", "That did not work; the bot's log has the details. Try again in a moment"
 
 

@@ -7,6 +7,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from engine.errors import ConfigError
 from tasks.settings import Secret
 
 __all__ = ["BOT_ENVIRONMENT", "BotSettings"]
@@ -50,7 +51,7 @@ class BotSettings:
             max_jobs = int(value("max_jobs_per_command") or 10)
             metrics_port = int(value("metrics_port") or 0)
         except ValueError as exc:
-            raise ValueError(
+            raise ConfigError(
                 "DREAMLOOM_DISCORD_GUILDS must be comma-separated guild ids, DREAMLOOM_BOT_EDIT_INTERVAL a number, "
                 f"DREAMLOOM_BOT_MAX_JOBS_PER_COMMAND and DREAMLOOM_BOT_METRICS_PORT whole numbers ({exc})"
             ) from None

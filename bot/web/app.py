@@ -10,8 +10,8 @@
     GET  /api/events                server-sent events: every job event, as it happens
     GET  /files/{id}/{name}         grid.jpg, 1.webp-4.webp (lossless), preview.webp, job.json
 
-Expected errors answer ``{"title": ..., "error": ...}`` with a 4xx status (``bot.job_errors``). The client is
-synchronous: every call to it runs in a thread.
+Expected errors (``engine.errors.DreamloomError``) answer ``{"title": ..., "error": ...}`` with their own HTTP
+status. The client is synchronous: every call to it runs in a thread.
 """
 
 from __future__ import annotations
@@ -30,13 +30,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
 from bot.default_model import ModelNotice
-from bot.job_errors import explain
-from bot.prompts import imagine_requests
 from bot.web.jobviews import job_view
+from engine.errors import DreamloomError, UnknownJob
 from engine.jobs import Action, JobStatus
+from engine.prompt import requests_of
 from tasks.artifacts import ARTIFACT_NAMES, content_type, file_name
 from tasks.client import JobClient
-from tasks.errors import UnknownJob
 from tasks.events import EventTail, JobEvent
 from tasks.health import run_checks
 from tasks.metrics import exposition, registry_for
@@ -173,11 +172,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except web.HTTPException:
         raise
-    except Exception as exc:
-        explanation = explain(exc)
-        if explanation is None:
-            raise
-        return web.json_response(explanation.to_dict(), status=explanation.http_status)
+    except DreamloomError as exc:
+        return web.json_response(_error_body(exc), status=exc.http_status)
 
 
 @web.middleware
@@ -277,18 +273,17 @@ async def _imagine(request: web.Request) -> web.StreamResponse:
         return _bad("Bad request", f"mode must be one of {', '.join(MODES)}", 400)
     submitted: list[Job] = []
     try:
-        for imagine in imagine_requests(text):  # every prompt is checked before the first is submitted
+        for imagine in requests_of(text):  # every prompt is checked before the first is submitted
             submitted.append(
                 await playground.call(
                     playground.client.submit, imagine, owner=playground.user, channel=PLAYGROUND_CHANNEL, mode=mode
                 )
             )
-    except Exception as exc:
-        explanation = explain(exc)
-        if explanation is None or not submitted:
+    except DreamloomError as exc:
+        if not submitted:
             raise
-        body = {**explanation.to_dict(), "jobs": [job_view(job) for job in submitted]}
-        return web.json_response(body, status=explanation.http_status)
+        body = {**_error_body(exc), "jobs": [job_view(job) for job in submitted]}
+        return web.json_response(body, status=exc.http_status)
     return web.json_response({"jobs": [job_view(job) for job in submitted]})
 
 
@@ -385,6 +380,10 @@ def _aspect(value: Any) -> tuple[int, int] | None:
         return None
     width, height = (int(side) for side in str(value).split(":"))
     return width, height
+
+
+def _error_body(exc: DreamloomError) -> dict[str, str]:
+    return {"title": exc.title, "error": exc.public}
 
 
 def _bad(title: str, message: str, status: int) -> web.Response:

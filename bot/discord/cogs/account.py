@@ -10,8 +10,8 @@ from discord.ext import commands
 
 from bot.discord.bot import DreamloomBot, reply_error
 from bot.discord.messages import info_embed, status_text
+from engine.errors import UnknownJob
 from engine.jobs import JobStatus
-from tasks.errors import JobError
 from tasks.records import FAST, RELAX
 
 _ACTIVE = {JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.HELD}
@@ -110,7 +110,7 @@ class Account(commands.Cog):
         desk = self.bot.desk
         try:
             job = await desk.call(desk.client.get, job_id.strip())
-        except JobError:
+        except UnknownJob:
             await reply_error(interaction, "Job not found", f"No job {job_id!r}; the id is in the footer of a result")
             return
         if job.owner != str(interaction.user.id):

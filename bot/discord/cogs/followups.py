@@ -12,8 +12,9 @@ from bot.discord.bot import DreamloomBot, reply_error
 from bot.discord.components import JobButton, RemixModal, ZoomModal, mark_used
 from bot.discord.messages import describe_error, job_line, status_text
 from bot.discord.prefs import apply_preferences
+from engine.errors import DreamloomError, PromptError
 from engine.jobs import Action, JobStatus
-from engine.prompt import PromptError, parse
+from engine.prompt import parse
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class Buttons(commands.Cog):
                 **options,
             )
         except Exception as exc:
-            if describe_error(exc)[0] == "Something went wrong":
+            if not isinstance(exc, DreamloomError):
                 log.exception("button %s failed", button.custom_id)
             await reply_error(interaction, *describe_error(exc))
             return

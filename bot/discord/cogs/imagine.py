@@ -11,8 +11,8 @@ from discord.ext import commands
 from bot.discord.bot import DreamloomBot
 from bot.discord.messages import describe_error, error_embed, job_line, status_text
 from bot.discord.prefs import apply_preferences
-from bot.prompts import imagine_requests
-from engine.prompt import ImagineRequest, PromptError
+from engine.errors import DreamloomError, PromptError
+from engine.prompt import ImagineRequest, requests_of
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class Imagine(commands.Cog):
                 message = await desk.post_job_message(channel, job, job_line(job, status_text(job, info)))
                 lines.append(f"[{status_text(job, info)}]({message.jump_url})")
         except Exception as exc:  # every failure becomes a short embed; unexpected ones also go to the log
-            if describe_error(exc)[0] == "Something went wrong":
+            if not isinstance(exc, DreamloomError):
                 log.exception("/imagine failed")
             await interaction.followup.send(embed=error_embed(*describe_error(exc)), ephemeral=True)
             return
@@ -58,7 +58,7 @@ class Imagine(commands.Cog):
         desk = self.bot.desk
         await self.bot.check_guild(interaction, prompt)
         prefs = await desk.call(desk.prefs.get, str(interaction.user.id))
-        return imagine_requests(apply_preferences(prompt, prefs), limit=self.bot.settings.max_jobs_per_command)
+        return requests_of(apply_preferences(prompt, prefs), limit=self.bot.settings.max_jobs_per_command)
 
 
 async def setup(bot: DreamloomBot) -> None:

@@ -12,7 +12,7 @@ from discord.ext import commands
 
 from bot.discord.bot import DreamloomBot
 from bot.discord.messages import info_embed
-from tasks.errors import JobError
+from engine.errors import UnknownJob
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class Reactions(commands.Cog):
             return
         try:
             job = await desk.call(desk.client.get, job_id)
-        except JobError:
+        except UnknownJob:
             return
         if emoji == CANCEL:
             if str(payload.user_id) != job.owner:

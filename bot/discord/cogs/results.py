@@ -19,7 +19,7 @@ from discord.ext import commands
 
 from bot.discord.bot import DreamloomBot
 from bot.discord.messages import error_embed, job_line
-from tasks.errors import JobError
+from engine.errors import UnknownJob
 from tasks.events import EventType, JobEvent
 from tasks.metrics import STAGE_SECONDS
 from tasks.records import Job
@@ -75,7 +75,7 @@ class Results(commands.Cog):
             return  # not a Discord job (the web playground or the CLI)
         try:
             job = await self.bot.desk.call(self.bot.desk.client.get, event.job_id)
-        except JobError:
+        except UnknownJob:
             return
         channel = await self.channel(int(event.channel or 0))
         if channel is None:
