@@ -1,7 +1,10 @@
-"""Outpainting geometry: where the original goes on a new canvas and which area the model must fill.
+"""Follow-up geometry: the size each follow-up makes, and for outpainting, where the original goes on the new
+canvas and which area the model must fill.
 
 Pillow only. Zoom Out keeps the image's size and shrinks the original into the middle (MidJourney's
-behaviour); Pan and Make Square grow the canvas and keep the original at full resolution.
+behaviour); Pan and Make Square grow the canvas and keep the original at full resolution; upscales double
+each side. No follow-up makes an image wider or taller than ``MAX_SIDE``: the ``*_size`` functions let the
+job client refuse one before it becomes a job (``engine.actions``), the canvases refuse it again here.
 """
 
 from __future__ import annotations
@@ -14,11 +17,49 @@ from PIL import Image, ImageDraw
 from engine.errors import InvalidFollowUp
 from engine.jobs import PanDirection
 
-__all__ = ["MAX_SIDE", "Canvas", "pan_canvas", "square_canvas", "zoom_canvas"]
+__all__ = [
+    "MAX_SIDE",
+    "MAX_ZOOM",
+    "MIN_ZOOM",
+    "UPSCALE_FACTOR",
+    "Canvas",
+    "pan_canvas",
+    "pan_size",
+    "size_refusal",
+    "square_canvas",
+    "square_size",
+    "upscaled_size",
+    "zoom_canvas",
+]
 
 MAX_SIDE = 4096  # no follow-up makes an image wider or taller than this
 PAN_FRACTION = 0.5  # a pan adds half the image's width (or height) on one side
 MIN_ZOOM, MAX_ZOOM = 1.0, 2.0
+UPSCALE_FACTOR = 2  # Upscale (Subtle) and (Creative) double each side
+
+
+def pan_size(size: tuple[int, int], direction: PanDirection) -> tuple[int, int]:
+    """The size of an image of ``size`` panned towards ``direction``."""
+    width, height = size
+    if direction in (PanDirection.LEFT, PanDirection.RIGHT):
+        return width + _even(width * PAN_FRACTION), height
+    return width, height + _even(height * PAN_FRACTION)
+
+
+def square_size(size: tuple[int, int]) -> tuple[int, int]:
+    side = max(size)
+    return side, side
+
+
+def upscaled_size(size: tuple[int, int]) -> tuple[int, int]:
+    return size[0] * UPSCALE_FACTOR, size[1] * UPSCALE_FACTOR
+
+
+def size_refusal(what: str, size: tuple[int, int]) -> str | None:
+    """Why ``what`` may not make an image of ``size`` (too large), or None."""
+    if max(size) > MAX_SIDE:
+        return f"{what} would make the image {size[0]}x{size[1]}; the limit is {MAX_SIDE} px a side"
+    return None
 
 
 @dataclass(frozen=True)
@@ -59,9 +100,8 @@ def zoom_canvas(image: Image.Image, scale: float, aspect: tuple[int, int] | None
 def pan_canvas(image: Image.Image, direction: PanDirection) -> Canvas:
     """Extend the image by half its width or height towards ``direction``, the original untouched."""
     width, height = image.size
-    extra_w = _even(width * PAN_FRACTION) if direction in (PanDirection.LEFT, PanDirection.RIGHT) else 0
-    extra_h = _even(height * PAN_FRACTION) if direction in (PanDirection.UP, PanDirection.DOWN) else 0
-    size = (width + extra_w, height + extra_h)
+    size = pan_size(image.size, direction)
+    extra_w, extra_h = size[0] - width, size[1] - height
     _check_size(size, f"Pan {direction.value}")
     origin = (extra_w if direction == PanDirection.LEFT else 0, extra_h if direction == PanDirection.UP else 0)
     return _canvas(image.convert("RGB"), size, origin)
@@ -73,7 +113,7 @@ def square_canvas(image: Image.Image) -> Canvas:
     if width == height:
         raise InvalidFollowUp("The image is already square")
     side = max(width, height)
-    _check_size((side, side), "Make Square")
+    _check_size(square_size(image.size), "Make Square")
     return _canvas(image.convert("RGB"), (side, side), ((side - width) // 2, (side - height) // 2))
 
 
@@ -89,8 +129,8 @@ def _canvas(placed: Image.Image, size: tuple[int, int], origin: tuple[int, int])
 
 
 def _check_size(size: tuple[int, int], what: str) -> None:
-    if max(size) > MAX_SIDE:
-        raise InvalidFollowUp(f"{what} would make the image {size[0]}x{size[1]}; the limit is {MAX_SIDE} px a side")
+    if (reason := size_refusal(what, size)) is not None:
+        raise InvalidFollowUp(reason)
 
 
 def _even(value: float) -> int:

@@ -6,9 +6,9 @@
     engine = Engine.from_env()                          # the model registry from DREAMLOOM_MODEL(S)
     grid = engine.imagine(parse("a lighthouse at dusk --ar 16:9 --seed 7"))
     grid.grid.save("grid.png")
-    tile = engine.separate(grid.grid, grid.recipe, 2)    # U2
-    variations = engine.vary(tile.images[0], tile.recipe, strong=True)
-    bigger = engine.upscale(tile.images[0], tile.recipe)
+    image = engine.separate(grid.grid, grid.recipe, 2)   # U2
+    variations = engine.vary(image.images[0], image.recipe, strong=True)
+    bigger = engine.upscale(image.images[0], image.recipe)
 
 Each generative call reads like a recipe: check the input, plan (engine.plan), encode the prompt, prepare
 the starting noise, denoise with progress and cancel checks, decode, then build the typed result. Follow-ups
@@ -33,13 +33,13 @@ from diffusers import DiffusionPipeline
 from PIL import Image, ImageOps
 
 from engine.callbacks import CancelCheck, ProgressCallback
-from engine.canvas import MAX_SIDE, Canvas, pan_canvas, square_canvas, zoom_canvas
+from engine.canvas import UPSCALE_FACTOR, Canvas, pan_canvas, size_refusal, square_canvas, upscaled_size, zoom_canvas
 from engine.conditioning import encoder_for, generators, starting_noise, text_conditioning
 from engine.errors import Cancelled, ConfigError, InvalidFollowUp, UnsafeImages
 from engine.grid import compose_grid, separate
 from engine.jobs import Action, PanDirection
 from engine.loading import LoadedModel, ModelCache, library_versions, pick_device
-from engine.patches import tile_boxes, tiled
+from engine.patches import by_patches, patch_boxes
 from engine.plan import GRID_SIZE, GenerationPlan, fit_size, plan_generation
 from engine.previews import LatentPreviewer, StepReporter
 from engine.prompt import MAX_SEED, ImagineRequest
@@ -48,7 +48,7 @@ from engine.registry import ModelEntry, Registry
 from engine.results import GenerationResult, Timings
 from engine.safety import Blocklist, ImageChecker
 from engine.seamless import seamless
-from engine.upscaling import RESAMPLE_METHOD, UPSCALE_FACTOR, SuperResolution, resample
+from engine.upscaling import RESAMPLE_METHOD, SuperResolution, resample
 
 __all__ = ["Engine"]
 
@@ -95,6 +95,10 @@ class Engine:
             preview_every=_int_setting(env, "DREAMLOOM_PREVIEW_EVERY", 2),
         )
 
+    def load_times(self) -> Mapping[str, float]:
+        """Seconds each loaded model took to load, by alias."""
+        return self.models.load_times()
+
     def load(self, model: str | None = None) -> LoadedModel:
         """The loaded model for an alias (None: the server default), loading it on first use."""
         return self.models.get(self.registry.resolve(model))
@@ -108,14 +112,16 @@ class Engine:
         seed: int | None = None,
         image_prompts: Sequence[Image.Image] | None = None,
         parent: str | None = None,
-        parent_tile: int | None = None,
+        parent_index: int | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelCheck | None = None,
     ) -> GenerationResult:
         """Four images in one batched call, and their 2x2 grid. ``image_prompts``: the request's image URLs,
         downloaded by the caller (the engine does no network I/O)."""
         entry = self.registry.resolve(request.model)
-        return self._imagine(Action.IMAGINE, request, entry, seed, image_prompts, parent, parent_tile, progress, cancel)
+        return self._imagine(
+            Action.IMAGINE, request, entry, seed, image_prompts, parent, parent_index, progress, cancel
+        )
 
     def reroll(
         self,
@@ -136,9 +142,9 @@ class Engine:
 
     # --- follow-ups of one image ------------------------------------------------------------------
 
-    def separate(self, grid: Image.Image, recipe: Recipe, tile: int, *, parent: str | None = None) -> GenerationResult:
-        """U1-U4: tile ``tile`` of a grid at the size it was rendered. No GPU work."""
-        return separate(grid, recipe, tile, parent, self.versions)
+    def separate(self, grid: Image.Image, recipe: Recipe, index: int, *, parent: str | None = None) -> GenerationResult:
+        """U1-U4: image ``index`` (1-4) of a grid at the size it was rendered. No GPU work."""
+        return separate(grid, recipe, index, parent, self.versions)
 
     def vary(
         self,
@@ -149,7 +155,7 @@ class Engine:
         request: ImagineRequest | None = None,
         seed: int | None = None,
         parent: str | None = None,
-        parent_tile: int | None = None,
+        parent_index: int | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelCheck | None = None,
     ) -> GenerationResult:
@@ -179,7 +185,7 @@ class Engine:
         finish_started = time.perf_counter()
         grid = compose_grid(images)
         settings = {**_plan_settings(plan), "width": size[0], "height": size[1], "strength": strength, "steps": steps}
-        result_recipe = self._recipe(action, request, loaded, plan, settings, parent, parent_tile)
+        result_recipe = self._recipe(action, request, loaded, plan, settings, parent, parent_index)
         timings = _timings(started, encode, denoise, decode, finish_started)
         return GenerationResult(tuple(images), grid, result_recipe, timings, notes)
 
@@ -191,21 +197,19 @@ class Engine:
         creative: bool = False,
         seed: int | None = None,
         parent: str | None = None,
-        parent_tile: int | None = None,
+        parent_index: int | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelCheck | None = None,
     ) -> GenerationResult:
         """Upscale (Subtle): 2x by super-resolution when configured, else a careful resample.
-        Upscale (Creative): 2x with img2img adding detail, in tiles of the model's native size."""
+        Upscale (Creative): 2x with img2img adding detail, in patches of the model's native size."""
         started = time.perf_counter()
-        target = (image.width * UPSCALE_FACTOR, image.height * UPSCALE_FACTOR)
-        if max(target) > MAX_SIDE:
-            raise InvalidFollowUp(
-                f"Upscaling would make the image {target[0]}x{target[1]}; the limit is {MAX_SIDE} px a side"
-            )
+        target = upscaled_size(image.size)
+        if (reason := size_refusal("Upscaling", target)) is not None:
+            raise InvalidFollowUp(reason)
         entry = self._entry_for(recipe, recipe.request)
         if creative:
-            return self._upscale_creative(image, recipe, entry, seed, parent, parent_tile, progress, cancel, started)
+            return self._upscale_creative(image, recipe, entry, seed, parent, parent_index, progress, cancel, started)
         if entry.upscaler is None:
             # No model: no GPU work, and the plan only supplies the seed that the recipe records.
             plan = plan_generation(recipe.request, entry.profile, seed)
@@ -213,7 +217,7 @@ class Engine:
             upscaled = resample(image)
             settings = {"method": RESAMPLE_METHOD, "width": target[0], "height": target[1]}
             result_recipe = self._recipe(
-                Action.UPSCALE_SUBTLE, recipe.request, None, plan, settings, parent, parent_tile, recipe
+                Action.UPSCALE_SUBTLE, recipe.request, None, plan, settings, parent, parent_index, recipe
             )
             note = (
                 f"Upscaled with a {RESAMPLE_METHOD}: no super-resolution model is configured "
@@ -227,12 +231,12 @@ class Engine:
         assert upscaler is not None  # entry.upscaler is set
         sr = SuperResolution(upscaler, entry.upscaler)
         per_call = SuperResolution.STEPS
-        calls = math.ceil(sr.tiles_for(image) / 4)
+        calls = math.ceil(sr.patches_for(image) / 4)
         reporter = StepReporter(per_call, progress, cancel, overall=per_call * calls)
 
         def on_step(step: int, timestep: object, latents: object) -> None:
             reporter(sr.pipe, step, timestep, {"latents": latents})
-            if step + 1 == per_call:  # a batch of tiles is done; the next one continues the count
+            if step + 1 == per_call:  # a batch of patches is done; the next one continues the count
                 reporter.offset += per_call
 
         denoise_started = time.perf_counter()
@@ -241,7 +245,9 @@ class Engine:
         finish_started = time.perf_counter()
         self._check_images([upscaled])
         settings = {"method": sr.method, "width": target[0], "height": target[1], "steps": per_call}
-        result_recipe = self._recipe(Action.UPSCALE_SUBTLE, recipe.request, loaded, plan, settings, parent, parent_tile)
+        result_recipe = self._recipe(
+            Action.UPSCALE_SUBTLE, recipe.request, loaded, plan, settings, parent, parent_index
+        )
         timings = _timings(started, 0.0, finish_started - denoise_started, 0.0, finish_started)
         return GenerationResult((upscaled,), None, result_recipe, timings, (f"Upscaled with {sr.method}",))
 
@@ -254,7 +260,7 @@ class Engine:
         aspect: tuple[int, int] | None = None,
         seed: int | None = None,
         parent: str | None = None,
-        parent_tile: int | None = None,
+        parent_index: int | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelCheck | None = None,
     ) -> GenerationResult:
@@ -264,7 +270,7 @@ class Engine:
         request = recipe.request if aspect is None else dataclasses.replace(recipe.request, aspect=aspect)
         settings = {"scale": scale, "aspect": list(aspect) if aspect else None}
         return self._outpaint(
-            Action.ZOOM_OUT, canvas, settings, recipe, request, seed, parent, parent_tile, progress, cancel
+            Action.ZOOM_OUT, canvas, settings, recipe, request, seed, parent, parent_index, progress, cancel
         )
 
     def pan(
@@ -275,7 +281,7 @@ class Engine:
         *,
         seed: int | None = None,
         parent: str | None = None,
-        parent_tile: int | None = None,
+        parent_index: int | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelCheck | None = None,
     ) -> GenerationResult:
@@ -288,7 +294,7 @@ class Engine:
         settings = {"direction": direction.value}
         request = recipe.request
         return self._outpaint(
-            Action.PAN, canvas, settings, recipe, request, seed, parent, parent_tile, progress, cancel
+            Action.PAN, canvas, settings, recipe, request, seed, parent, parent_index, progress, cancel
         )
 
     def make_square(
@@ -298,7 +304,7 @@ class Engine:
         *,
         seed: int | None = None,
         parent: str | None = None,
-        parent_tile: int | None = None,
+        parent_index: int | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelCheck | None = None,
     ) -> GenerationResult:
@@ -306,7 +312,7 @@ class Engine:
         canvas = square_canvas(image)
         request = dataclasses.replace(recipe.request, aspect=(1, 1))
         return self._outpaint(
-            Action.MAKE_SQUARE, canvas, {}, recipe, request, seed, parent, parent_tile, progress, cancel
+            Action.MAKE_SQUARE, canvas, {}, recipe, request, seed, parent, parent_index, progress, cancel
         )
 
     # --- the steps every generation shares --------------------------------------------------------
@@ -319,7 +325,7 @@ class Engine:
         seed: int | None,
         image_prompts: Sequence[Image.Image] | None,
         parent: str | None,
-        parent_tile: int | None,
+        parent_index: int | None,
         progress: ProgressCallback | None,
         cancel: CancelCheck | None,
     ) -> GenerationResult:
@@ -359,7 +365,7 @@ class Engine:
         images, denoise, decode = self._run(loaded, pipe, kwargs, total, progress, cancel, request.tile, stop_after)
         finish_started = time.perf_counter()
         grid = compose_grid(images)
-        result_recipe = self._recipe(action, request, loaded, plan, settings, parent, parent_tile)
+        result_recipe = self._recipe(action, request, loaded, plan, settings, parent, parent_index)
         timings = _timings(started, encode, denoise, decode, finish_started)
         return GenerationResult(tuple(images), grid, result_recipe, timings, notes)
 
@@ -370,16 +376,16 @@ class Engine:
         entry: ModelEntry,
         seed: int | None,
         parent: str | None,
-        parent_tile: int | None,
+        parent_index: int | None,
         progress: ProgressCallback | None,
         cancel: CancelCheck | None,
         started: float,
     ) -> GenerationResult:
         loaded, plan = self._prepare(recipe.request, entry, seed, cancel)
         larger = resample(image)
-        tile = min(entry.native_size)
-        overlap = max(entry.size_multiple, tile // 8)
-        boxes = tile_boxes(larger.size, tile, overlap)
+        side = min(entry.native_size)
+        overlap = max(entry.size_multiple, side // 8)
+        boxes = patch_boxes(larger.size, side, overlap)
         strength = self.creative_strength
         steps = _img2img_steps(plan.steps, strength)
         per_call = _steps_run(steps, strength)
@@ -387,12 +393,12 @@ class Engine:
         conditioning, notes, encode = self._condition(loaded, plan, GRID_SIZE)
         denoise_total, decode_total, steps_done = 0.0, 0.0, 0
 
-        def process(tiles: list[Image.Image]) -> list[Image.Image]:
+        def process(patches: list[Image.Image]) -> list[Image.Image]:
             nonlocal denoise_total, decode_total, steps_done
-            count = len(tiles)
+            count = len(patches)
             kwargs = {
                 **{name: value[:count] for name, value in conditioning.items()},
-                "image": tiles,
+                "image": patches,
                 "strength": strength,
                 "num_inference_steps": steps,
                 "guidance_scale": plan.guidance_scale,
@@ -415,17 +421,17 @@ class Engine:
             steps_done += per_call
             return images
 
-        upscaled = tiled(larger, tile, overlap, process)
+        upscaled = by_patches(larger, side, overlap, process)
         finish_started = time.perf_counter()
         settings = {
-            "method": f"img2img at {UPSCALE_FACTOR}x, strength {strength}, {len(boxes)} tiles of {tile}px",
+            "method": f"img2img at {UPSCALE_FACTOR}x, strength {strength}, {len(boxes)} patches of {side}px",
             "width": larger.width,
             "height": larger.height,
             "strength": strength,
             "steps": steps,
         }
         result_recipe = self._recipe(
-            Action.UPSCALE_CREATIVE, recipe.request, loaded, plan, settings, parent, parent_tile
+            Action.UPSCALE_CREATIVE, recipe.request, loaded, plan, settings, parent, parent_index
         )
         timings = _timings(started, encode, denoise_total, decode_total, finish_started)
         return GenerationResult((upscaled,), None, result_recipe, timings, notes)
@@ -439,7 +445,7 @@ class Engine:
         request: ImagineRequest,
         seed: int | None,
         parent: str | None,
-        parent_tile: int | None,
+        parent_index: int | None,
         progress: ProgressCallback | None,
         cancel: CancelCheck | None,
     ) -> GenerationResult:
@@ -467,7 +473,7 @@ class Engine:
         grid = compose_grid(finished)
         full = {**_plan_settings(plan), **settings, "width": canvas.size[0], "height": canvas.size[1]}
         full["working_size"] = [width, height]
-        result_recipe = self._recipe(action, request, loaded, plan, full, parent, parent_tile)
+        result_recipe = self._recipe(action, request, loaded, plan, full, parent, parent_index)
         timings = _timings(started, encode, denoise, decode, finish_started)
         return GenerationResult(tuple(finished), grid, result_recipe, timings, notes)
 
@@ -514,7 +520,7 @@ class Engine:
         total: int,
         progress: ProgressCallback | None,
         cancel: CancelCheck | None,
-        tile: bool,
+        seamless_edges: bool,  # --tile
         stop_after: int | None = None,
         offset: int = 0,
         overall: int | None = None,
@@ -522,7 +528,7 @@ class Engine:
         """Denoise and decode with progress, previews and cancel checks. Returns images, denoise and decode seconds."""
         previewer = LatentPreviewer(loaded.entry.preview_factors, loaded.preview_decoder(), self.preview_size)
         reporter = StepReporter(total, progress, cancel, previewer, self.preview_every, stop_after, offset, overall)
-        with seamless((loaded.denoiser, loaded.pipe.vae), tile), torch.inference_mode():
+        with seamless((loaded.denoiser, loaded.pipe.vae), seamless_edges), torch.inference_mode():
             begun = time.perf_counter()
             output = pipe(**kwargs, callback_on_step_end=reporter, output_type="pil")
             ended = time.perf_counter()
@@ -565,7 +571,7 @@ class Engine:
         plan: GenerationPlan,
         settings: dict[str, Any],
         parent: str | None,
-        parent_tile: int | None,
+        parent_index: int | None,
         source: Recipe | None = None,
     ) -> Recipe:
         model = loaded.record if loaded is not None else source.model if source is not None else None
@@ -579,7 +585,7 @@ class Engine:
             image_seeds=plan.image_seeds,
             settings=settings,
             parent=parent,
-            parent_tile=parent_tile,
+            parent_index=parent_index,
             versions=self.versions,
         )
 

@@ -1,19 +1,20 @@
 """The job vocabulary shared by every layer: what a job does (``Action``) and where it stands (``JobStatus``).
 
-Torch-free. Button ids, job records, recipes and the engine's methods all speak these names.
+Torch-free. Button ids, job records, recipes and the engine's methods all speak these names; what each
+action starts from, makes and shows is its entry in ``engine.actions.ACTIONS``.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["GRID_ACTIONS", "Action", "JobStatus", "PanDirection"]
+__all__ = ["Action", "JobStatus", "PanDirection"]
 
 
 class Action(StrEnum):
     IMAGINE = "imagine"
     REROLL = "reroll"  # 🔄: the same request with a new seed
-    SEPARATE = "separate"  # U1-U4: one tile of a grid at full size, no GPU work
+    SEPARATE = "separate"  # U1-U4: one image of a grid at full size, no GPU work
     VARY_SUBTLE = "vary_subtle"
     VARY_STRONG = "vary_strong"
     UPSCALE_SUBTLE = "upscale_subtle"
@@ -21,20 +22,6 @@ class Action(StrEnum):
     ZOOM_OUT = "zoom_out"
     PAN = "pan"
     MAKE_SQUARE = "make_square"
-
-
-# Actions whose result is four images shown as a 2x2 grid (the others give one image).
-GRID_ACTIONS = frozenset(
-    {
-        Action.IMAGINE,
-        Action.REROLL,
-        Action.VARY_SUBTLE,
-        Action.VARY_STRONG,
-        Action.ZOOM_OUT,
-        Action.PAN,
-        Action.MAKE_SQUARE,
-    }
-)
 
 
 class PanDirection(StrEnum):

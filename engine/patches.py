@@ -1,4 +1,4 @@
-"""Processing a large image in overlapping tiles and blending them back without seams (upscales)."""
+"""Processing a large image in overlapping patches and blending them back without seams (upscales)."""
 
 from __future__ import annotations
 
@@ -7,37 +7,38 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-__all__ = ["tile_boxes", "tiled"]
+__all__ = ["by_patches", "patch_boxes"]
 
 
-def tile_boxes(size: tuple[int, int], tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
-    """Boxes of ``tile`` x ``tile`` (smaller when the image is) covering ``size``, neighbours overlapping."""
+def patch_boxes(size: tuple[int, int], side: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """Boxes of ``side`` x ``side`` (smaller when the image is) covering ``size``, neighbours overlapping."""
     width, height = size
 
     def starts(length: int) -> list[int]:
-        if length <= tile:
+        if length <= side:
             return [0]
-        stride = tile - overlap
-        points = list(range(0, length - tile, stride))
-        return [*points, length - tile]
+        stride = side - overlap
+        points = list(range(0, length - side, stride))
+        return [*points, length - side]
 
-    tile_w, tile_h = min(tile, width), min(tile, height)
-    return [(x, y, x + tile_w, y + tile_h) for y in starts(height) for x in starts(width)]
+    patch_w, patch_h = min(side, width), min(side, height)
+    return [(x, y, x + patch_w, y + patch_h) for y in starts(height) for x in starts(width)]
 
 
-def tiled(
+def by_patches(
     image: Image.Image,
-    tile: int,
+    side: int,
     overlap: int,
     process: Callable[[list[Image.Image]], list[Image.Image]],
     scale: int = 1,
     batch: int = 4,
 ) -> Image.Image:
-    """Run ``process`` on tiles of ``image`` (``batch`` at a time); it returns each tile ``scale`` times larger.
+    """Run ``process`` on overlapping patches of ``image`` (``batch`` at a time); it returns each patch ``scale``
+    times larger.
 
-    Tiles are blended with weights that fall off linearly across the overlap, so seams do not show.
+    Patches are blended with weights that fall off linearly across the overlap, so seams do not show.
     """
-    boxes = tile_boxes(image.size, tile, overlap)
+    boxes = patch_boxes(image.size, side, overlap)
     out_w, out_h = image.width * scale, image.height * scale
     total = np.zeros((out_h, out_w, 3), dtype=np.float64)
     weights = np.zeros((out_h, out_w, 1), dtype=np.float64)
@@ -57,7 +58,7 @@ def tiled(
 
 
 def _ramp(size: tuple[int, int], overlap: int) -> np.ndarray:
-    """Weights rising from a small floor at a tile's edges to 1 at ``overlap`` pixels in."""
+    """Weights rising from a small floor at a patch's edges to 1 at ``overlap`` pixels in."""
     width, height = size
 
     def axis(length: int) -> np.ndarray:

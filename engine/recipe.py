@@ -40,7 +40,7 @@ class Recipe:
     image_seeds: tuple[int, ...]
     settings: Mapping[str, Any] = field(default_factory=dict)  # what ran: size, steps, strength, method ...
     parent: str | None = None  # the job this one started from (an id the job system assigns)
-    parent_tile: int | None = None  # 1-4: which image of the parent
+    parent_index: int | None = None  # 1-4: which image of the parent's grid it started from
     versions: Mapping[str, str] = field(default_factory=dict)  # dreamloom, torch, diffusers, transformers
 
     def to_dict(self) -> dict[str, Any]:
@@ -53,7 +53,7 @@ class Recipe:
             "image_seeds": list(self.image_seeds),
             "settings": dict(self.settings),
             "parent": self.parent,
-            "parent_tile": self.parent_tile,
+            "parent_index": self.parent_index,
             "versions": dict(self.versions),
         }
 
@@ -68,7 +68,7 @@ class Recipe:
                 image_seeds=tuple(int(s) for s in data["image_seeds"]),
                 settings=dict(data.get("settings", {})),
                 parent=data.get("parent"),
-                parent_tile=data.get("parent_tile"),
+                parent_index=data.get("parent_index", data.get("parent_tile")),  # (older recipes: parent_tile)
                 versions=dict(data.get("versions", {})),
             )
         except (KeyError, TypeError, ValueError, PromptError) as exc:

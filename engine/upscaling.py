@@ -1,7 +1,7 @@
 """Upscale (Subtle): a super-resolution pipeline when the registry entry names one, else a careful resample.
 
 Super-resolution runs diffusers' upscaler pipelines (``StableDiffusionUpscalePipeline``, x4, or
-``StableDiffusionLatentUpscalePipeline``, x2) over overlapping tiles, then brings the result to exactly 2x.
+``StableDiffusionLatentUpscalePipeline``, x2) over overlapping patches, then brings the result to exactly 2x.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from collections.abc import Callable
 from diffusers import DiffusionPipeline, StableDiffusionLatentUpscalePipeline, StableDiffusionUpscalePipeline
 from PIL import Image, ImageFilter
 
+from engine.canvas import UPSCALE_FACTOR, upscaled_size
 from engine.conditioning import generators
-from engine.patches import tile_boxes, tiled
+from engine.patches import by_patches, patch_boxes
 
-__all__ = ["UPSCALE_FACTOR", "SuperResolution", "resample"]
+__all__ = ["RESAMPLE_METHOD", "SuperResolution", "resample"]
 
-UPSCALE_FACTOR = 2
 RESAMPLE_METHOD = "Lanczos resample with unsharp mask"
 
 
@@ -27,15 +27,15 @@ def resample(image: Image.Image, factor: int = UPSCALE_FACTOR) -> Image.Image:
 
 
 class SuperResolution:
-    """A diffusers upscaler pipeline applied tile by tile."""
+    """A diffusers upscaler pipeline applied patch by patch."""
 
     STEPS = 20
 
     def __init__(self, pipe: DiffusionPipeline, source: str) -> None:
         if isinstance(pipe, StableDiffusionUpscalePipeline):
-            self.scale, self.tile, self.overlap = 4, 128, 16
+            self.scale, self.patch, self.overlap = 4, 128, 16
         elif isinstance(pipe, StableDiffusionLatentUpscalePipeline):
-            self.scale, self.tile, self.overlap = 2, 512, 64
+            self.scale, self.patch, self.overlap = 2, 512, 64
         else:
             raise TypeError(f"{source} is a {type(pipe).__name__}, not a diffusers upscaler pipeline")
         self.pipe = pipe
@@ -45,8 +45,8 @@ class SuperResolution:
     def method(self) -> str:
         return f"super-resolution ({type(self.pipe).__name__}, {self.source})"
 
-    def tiles_for(self, image: Image.Image) -> int:
-        return len(tile_boxes(image.size, self.tile, self.overlap))
+    def patches_for(self, image: Image.Image) -> int:
+        return len(patch_boxes(image.size, self.patch, self.overlap))
 
     def __call__(
         self,
@@ -55,18 +55,18 @@ class SuperResolution:
         seed: int,
         on_step: Callable[[int, int, object], None] | None = None,
     ) -> Image.Image:
-        def process(tiles: list[Image.Image]) -> list[Image.Image]:
+        def process(patches: list[Image.Image]) -> list[Image.Image]:
             output = self.pipe(
-                prompt=[prompt] * len(tiles),
-                image=tiles,
+                prompt=[prompt] * len(patches),
+                image=patches,
                 num_inference_steps=self.STEPS,
                 guidance_scale=0.0,
-                generator=generators([seed] * len(tiles)),
+                generator=generators([seed] * len(patches)),
                 callback=on_step,
                 callback_steps=1,
             )
             return list(output.images)
 
-        upscaled = tiled(image.convert("RGB"), self.tile, self.overlap, process, scale=self.scale)
-        target = (image.width * UPSCALE_FACTOR, image.height * UPSCALE_FACTOR)
+        upscaled = by_patches(image.convert("RGB"), self.patch, self.overlap, process, scale=self.scale)
+        target = upscaled_size(image.size)
         return upscaled if upscaled.size == target else upscaled.resize(target, Image.Resampling.LANCZOS)

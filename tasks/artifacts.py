@@ -3,7 +3,7 @@
 ``prepare`` encodes everything (the bytes a worker can keep on its own disk until they are stored);
 ``upload`` stores them with ``job.json`` last: its presence means every other file of the job is stored,
 which is how a redelivered job knows that its result already exists. Used by workers and, for separating
-a tile (no GPU work), by the client itself.
+an image of a grid (no GPU work), by the client itself.
 
 The images are kept losslessly as WebP (libwebp's fastest lossless setting: the size of PNG at its fastest
 zlib level, encoded three to four times faster); the grid, which is only those images side by side, is
@@ -156,9 +156,10 @@ def manifest(job: Job, result: GenerationResult, files: dict[str, str], lineage:
         "channel": job.channel,
         "mode": job.mode,
         "parent": job.parent,
-        "parent_tile": job.tile,
+        "parent_index": job.index,
         "lineage": [*lineage],  # ancestors, oldest first
         "params": job.params,
+        "size": list(result.images[0].size),  # of each image
         "created_at": job.created_at,
         "finished_at": time.time(),
         "recipe": result.recipe.to_dict(),

@@ -3,16 +3,16 @@
     client = JobClient.from_env()
     job = client.submit(parse("a lighthouse --ar 16:9"), owner="1234", channel="5678")
     for event in client.events.read("bot", "bot-1"): ...
-    child = client.follow_up(job.id, Action.VARY_STRONG, owner="1234", tile=2)
+    child = client.follow_up(job.id, Action.VARY_STRONG, owner="1234", index=2)
 
 Torch-free. Submitting admits the job for its owner (queued, held behind their earlier jobs, or refused
-when too many wait) and hands queued jobs to the workers of the model's family. Separating a grid tile
-needs no GPU, so the client does it at once and the job is done when ``follow_up`` returns.
+when too many wait) and hands queued jobs to the workers of the model's family. What a follow-up may start
+from, and what it records, is its entry in ``engine.actions.ACTIONS``. Separating an image of a grid needs
+no GPU, so the client does it at once and the job is done when ``follow_up`` returns.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import logging
@@ -25,9 +25,10 @@ from typing import Any
 from PIL import Image
 from redis import Redis
 
+from engine.actions import ACTIONS, FollowUpOptions, check_follow_up
 from engine.errors import InvalidFollowUp, NotAllowed, QueueFull, StorageError, UnknownJob
 from engine.grid import separate_image
-from engine.jobs import GRID_ACTIONS, Action, JobStatus, PanDirection
+from engine.jobs import Action, JobStatus
 from engine.plan import GRID_SIZE, plan_generation
 from engine.prompt import MAX_SEED, ImagineRequest
 from engine.recipe import Recipe
@@ -42,21 +43,10 @@ from tasks.records import FAST, MODES, Job, new_job_id
 from tasks.routing import Dispatcher
 from tasks.settings import Settings
 
-__all__ = ["SINGLE_ACTIONS", "JobClient", "QueueInfo"]
+__all__ = ["JobClient", "QueueInfo"]
 
 log = logging.getLogger(__name__)
 
-# What each kind of result offers: a grid's buttons, and a single image's buttons.
-GRID_FOLLOW_UPS = {Action.SEPARATE, Action.VARY_SUBTLE, Action.VARY_STRONG, Action.REROLL}
-SINGLE_ACTIONS = {
-    Action.VARY_SUBTLE,
-    Action.VARY_STRONG,
-    Action.UPSCALE_SUBTLE,
-    Action.UPSCALE_CREATIVE,
-    Action.ZOOM_OUT,
-    Action.PAN,
-    Action.MAKE_SQUARE,
-}
 UNSENT_GRACE_SECONDS = 30.0  # an admitted job not in the broker after this long is sent again by recover()
 
 
@@ -132,32 +122,29 @@ class JobClient:
         action: Action,
         *,
         owner: str,
-        tile: int | None = None,
+        index: int | None = None,
         guild: str | None = None,
         channel: str | None = None,
         mode: str = FAST,
         request: ImagineRequest | None = None,
-        scale: float | None = None,
-        aspect: tuple[int, int] | None = None,
-        direction: PanDirection | str | None = None,
+        options: FollowUpOptions | None = None,
     ) -> Job:
-        """A button on a finished job. ``tile`` (1-4) picks an image of a grid; ``request`` is a remixed
-        prompt (variations and re-rolls); ``scale``/``aspect`` are for Zoom Out, ``direction`` for Pan."""
+        """A button on a finished job. ``index`` (1-4) picks an image of a grid; ``request`` is a remixed
+        prompt (variations and re-rolls); ``options`` carry Zoom Out's scale and aspect, Pan's direction.
+        What cannot start from that result is refused (``InvalidFollowUp``) before any job exists."""
+        options = options or FollowUpOptions()
         parent = self.store.get(parent_id)
-        self._check_follow_up(parent, action, tile)
-        params = self._follow_up_params(action, scale, aspect, direction)
-        new_request = request or parent.request
+        if parent.status is not JobStatus.DONE:
+            state = "failed" if parent.status is JobStatus.FAILED else f"is {parent.status.value}"
+            raise InvalidFollowUp(f"The job {state}; only a finished job's images can be used")
+        check_follow_up(parent.kind, self._image_size(parent), action, index, options)
         if request is not None:
             self.blocklist.check(request)
-        if action is Action.REROLL:
-            new_request = dataclasses.replace(new_request, seed=None)
-        if params.get("aspect"):
-            new_request = dataclasses.replace(new_request, aspect=tuple(params["aspect"]))
-        if action is Action.MAKE_SQUARE:
-            new_request = dataclasses.replace(new_request, aspect=(1, 1))
+        spec = ACTIONS[action]
+        new_request = spec.request_for(request or parent.request, options)
         entry = self.registry.resolve(new_request.model if request is not None and request.model else parent.model)
-        # A grid's images have seeds seed, seed+1 ...: a separated tile keeps its own; other follow-ups draw one.
-        seed = (parent.seed + (tile or 1) - 1) % (MAX_SEED + 1) if action is Action.SEPARATE else None
+        # A grid's images have seeds seed, seed+1 ...: a separated image keeps its own; other follow-ups draw one.
+        seed = (parent.seed + (index or 1) - 1) % (MAX_SEED + 1) if not spec.renders else None
         job = Job(
             id=new_job_id(),
             action=action,
@@ -170,11 +157,11 @@ class JobClient:
             guild=guild,
             channel=channel,
             parent=parent.id,
-            tile=tile,
-            params=params,
-            work=_follow_up_work(parent, action, entry.profile.steps),
+            index=index,
+            params=options.to_params(),
+            work=_follow_up_work(parent, spec.work_factor, entry.profile.steps),
         )
-        if action is Action.SEPARATE:
+        if not spec.renders:
             return self._separate(job)
         return self._admit(job)
 
@@ -293,53 +280,30 @@ class JobClient:
         for job_id, rank in released:
             self.dispatcher.send(self.store.get(job_id), rank)
 
-    def _check_follow_up(self, parent: Job, action: Action, tile: int | None) -> None:
-        if parent.status is not JobStatus.DONE:
-            state = "failed" if parent.status is JobStatus.FAILED else f"is {parent.status.value}"
-            raise InvalidFollowUp(f"The job {state}; only a finished job's images can be used")
-        is_grid = parent.action in GRID_ACTIONS
-        allowed = GRID_FOLLOW_UPS if is_grid else SINGLE_ACTIONS
-        if action not in allowed:
-            kind = "a grid" if is_grid else "a single image"
-            raise InvalidFollowUp(f"{action.value} is not available on {kind}")
-        if is_grid and action is not Action.REROLL:
-            if tile is None or tile not in range(1, GRID_SIZE + 1):
-                raise InvalidFollowUp(f"Pick an image of the grid: tile must be 1, 2, 3 or 4 (got {tile})")
-        elif tile is not None:
-            raise InvalidFollowUp(f"{action.value} works on the whole image; no tile (got {tile})")
-
-    @staticmethod
-    def _follow_up_params(
-        action: Action, scale: float | None, aspect: tuple[int, int] | None, direction: PanDirection | str | None
-    ) -> dict[str, Any]:
-        if action is Action.ZOOM_OUT:
-            scale = 2.0 if scale is None else float(scale)
-            if not 1.0 <= scale <= 2.0 or math.isnan(scale):
-                raise InvalidFollowUp(f"Zoom must be from 1 to 2 (got {scale:g})")
-            if aspect is not None and (min(aspect) < 1 or max(aspect) > 4 * min(aspect)):
-                shown = f"{aspect[0]}:{aspect[1]}"
-                raise InvalidFollowUp(f"--ar must be W:H with a ratio between 1:4 and 4:1 (got {shown})")
-            return {"scale": scale, "aspect": list(aspect) if aspect else None}
-        if action is Action.PAN:
-            try:
-                return {"direction": PanDirection(str(direction)).value}
-            except ValueError:
-                raise InvalidFollowUp(f"Pan direction must be left, right, up or down (got {direction!r})") from None
-        return {}
+    def _image_size(self, parent: Job) -> tuple[int, int] | None:
+        """The size of the images of a finished job: its record's, or for jobs finished before records kept
+        it, its recipe's (None when the stored files are gone)."""
+        if parent.size is not None:
+            return parent.size
+        try:
+            settings = read_manifest(self.storage, parent.id)["recipe"]["settings"]
+            return int(settings["width"]), int(settings["height"])
+        except (StorageError, KeyError, TypeError, ValueError):
+            return None
 
     def _separate(self, job: Job) -> Job:
-        """U1-U4 on the spot: crop the stored grid, store the tile, finish the job with its event."""
+        """U1-U4 on the spot: read the grid's stored image, store it as a job of its own, finish with its event."""
         self.store.create_running(job)
         try:
             parent_manifest = read_manifest(self.storage, job.parent or "")
-            tile = job.tile or 1
-            image = Image.open(io.BytesIO(self.storage.get(parent_manifest["files"][str(tile)]))).convert("RGB")
+            index = job.index or 1
+            image = Image.open(io.BytesIO(self.storage.get(parent_manifest["files"][str(index)]))).convert("RGB")
             recipe = Recipe.from_dict(parent_manifest["recipe"])
-            result = separate_image(image, recipe, tile, job.parent, recipe.versions)
+            result = separate_image(image, recipe, index, job.parent, recipe.versions)
             lineage = [*parent_manifest.get("lineage", []), job.parent or ""]
             files = upload(self.storage, job.id, prepare(job, result, lineage))
         except (StorageError, KeyError) as exc:
-            log.warning("job %s: could not separate image %s of %s: %r", job.id, job.tile, job.parent, exc)
+            log.warning("job %s: could not separate image %s of %s: %r", job.id, job.index, job.parent, exc)
             reason = exc.public if isinstance(exc, StorageError) else "the parent's files are incomplete"
             event = JobEvent(EventType.FAILED, job.id, job.owner, job.channel, message=f"Job failed: {reason}")
             self.store.finish(job, JobStatus.FAILED, (JobStatus.RUNNING,), self.settings.max_running_per_user,
@@ -351,7 +315,7 @@ class JobClient:
             JobStatus.DONE,
             (JobStatus.RUNNING,),
             self.settings.max_running_per_user,
-            fields={"files": json.dumps(files), "progress": "100"},
+            fields={"files": json.dumps(files), "progress": "100", "size": json.dumps(list(image.size))},
             event=event.fields(),
         )
         return self.store.get(job.id)
@@ -363,8 +327,8 @@ def _mode(mode: str) -> str:
     return mode
 
 
-def _follow_up_work(parent: Job, action: Action, steps: int) -> int:
-    """A rough size of a follow-up's work (for time limits): its parent's pixels, times the steps."""
+def _follow_up_work(parent: Job, factor: int, steps: int) -> int:
+    """A rough size of a follow-up's work (for time limits): its parent's pixels, times the steps and the
+    action's own factor (an upscale makes four times the pixels)."""
     pixels = parent.work // max(1, steps * GRID_SIZE) if parent.work else 1024 * 1024
-    factor = 4 if action in (Action.UPSCALE_CREATIVE, Action.UPSCALE_SUBTLE) else 1
     return pixels * steps * GRID_SIZE * factor

@@ -17,8 +17,7 @@ Workers with a prefork pool record in child processes: with ``PROMETHEUS_MULTIPR
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -80,10 +79,9 @@ def exposition(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
 
 
-def record_model_loads(engine: Any) -> None:
-    """Copy an engine's model load times into MODEL_LOAD (engines without models have none)."""
-    models = getattr(engine, "models", None)
-    for alias, seconds in (models.load_times() if models is not None else {}).items():
+def record_model_loads(load_times: Mapping[str, float]) -> None:
+    """Copy an engine's model load times (``ImageEngine.load_times()``) into MODEL_LOAD."""
+    for alias, seconds in load_times.items():
         MODEL_LOAD.labels(model=alias).set(seconds)
 
 

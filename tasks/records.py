@@ -9,10 +9,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from engine.actions import ACTIONS, FollowUpOptions, ResultKind, describe
 from engine.jobs import Action, JobStatus
 from engine.prompt import ImagineRequest
 
-__all__ = ["FAST", "MODES", "RELAX", "Job", "new_job_id"]
+__all__ = ["FAST", "MODES", "RELAX", "Job", "new_job_id", "short_id"]
 
 FAST, RELAX = "fast", "relax"
 MODES = (FAST, RELAX)
@@ -20,6 +21,11 @@ MODES = (FAST, RELAX)
 
 def new_job_id() -> str:
     return uuid.uuid4().hex
+
+
+def short_id(job_id: str) -> str:
+    """The start of a job id that people type and read (the command line takes any unique start)."""
+    return job_id[:8]
 
 
 @dataclass(frozen=True)
@@ -38,12 +44,13 @@ class Job:
     guild: str | None = None
     channel: str | None = None
     parent: str | None = None
-    tile: int | None = None  # 1-4: which image of the parent
-    params: dict[str, Any] = field(default_factory=dict)  # scale, aspect, direction ... of a follow-up
+    index: int | None = None  # 1-4: which image of the parent's grid it starts from
+    params: dict[str, Any] = field(default_factory=dict)  # FollowUpOptions.to_params(): scale, aspect, direction
     work: int = 0  # pixels x steps x images: sizes time limits and ETAs
     attempts: int = 0
     progress: int = 0  # percent
     files: dict[str, str] = field(default_factory=dict)  # artifact name -> storage key
+    size: tuple[int, int] | None = None  # of each image of the result, once done
     error: str | None = None
     message_id: str | None = None  # the Discord message that shows the job
     worker: str | None = None
@@ -61,6 +68,20 @@ class Job:
     def image_count(self) -> int:
         return sum(1 for name in self.files if name.isdigit())
 
+    @property
+    def kind(self) -> ResultKind:
+        """What the job makes: a grid of four images, or one image."""
+        return ACTIONS[self.action].makes
+
+    @property
+    def options(self) -> FollowUpOptions:
+        return FollowUpOptions.from_params(self.params)
+
+    @property
+    def label(self) -> str:
+        """What its result says after the prompt: "Image #2", "Zoom Out 1.5x", "Variations (Strong)" ..."""
+        return describe(self.action, self.index, self.options)
+
     def to_redis(self) -> dict[str, str]:
         data = asdict(self)
         data["request"] = self.request.to_dict()
@@ -77,6 +98,8 @@ class Job:
     @classmethod
     def from_redis(cls, raw: Mapping[bytes | str, bytes | str]) -> Job:
         data = {_text(k): _text(v) for k, v in raw.items()}
+        if "tile" in data:  # records written before the image of a grid was called its index
+            data.setdefault("index", data.pop("tile"))
         values: dict[str, Any] = {}
         for item in fields(cls):
             text = data.get(item.name)
@@ -93,14 +116,16 @@ class Job:
         values["request"] = ImagineRequest.from_dict(values["request"])
         values["action"] = Action(values["action"])
         values["status"] = JobStatus(values["status"])
+        if values.get("size") is not None:
+            values["size"] = tuple(values["size"])
         return cls(**values)
 
     def with_changes(self, **changes: Any) -> Job:
         return replace(self, **changes)
 
 
-_JSON_FIELDS = {"request", "params", "files"}
-_INT_FIELDS = {"seed", "tile", "work", "attempts", "progress"}
+_JSON_FIELDS = {"request", "params", "files", "size"}
+_INT_FIELDS = {"seed", "index", "work", "attempts", "progress"}
 _FLOAT_FIELDS = {"created_at", "queued_at", "sent_at", "started_at", "finished_at"}
 
 

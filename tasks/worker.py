@@ -14,6 +14,7 @@ CUDA must start in the process that uses it) and reuses it for every job. A job 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import io
 import json
@@ -31,9 +32,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 from PIL import Image
 from redis import Redis
 
+from engine.actions import ACTIONS, ResultKind, Work
+from engine.contract import ImageEngine
 from engine.errors import Cancelled, DreamloomError, StorageError, UnknownJob
 from engine.grid import separate_image
-from engine.jobs import GRID_ACTIONS, Action, JobStatus
+from engine.jobs import Action, JobStatus
 from engine.recipe import Recipe
 from engine.results import GenerationResult
 from tasks.artifacts import MANIFEST, encode_preview, file_name, prepare, read_manifest, upload
@@ -53,7 +56,9 @@ __all__ = ["JobRunner", "Spool", "WorkerRuntime", "create_worker_app"]
 log = logging.getLogger(__name__)
 
 
-def create_worker_app(settings: Settings | None = None, engine_factory: Callable[[], Any] | None = None) -> Celery:
+def create_worker_app(
+    settings: Settings | None = None, engine_factory: Callable[[], ImageEngine] | None = None
+) -> Celery:
     """The Celery app a worker runs: the shared configuration plus the render task."""
     settings = settings or Settings.from_env()
     app = make_celery(settings)
@@ -76,13 +81,15 @@ class WorkerRuntime:
     """What a worker process keeps between jobs: connections and the engine, built on first use in the
     process that uses them (a forked pool child builds its own)."""
 
-    def __init__(self, settings: Settings, app: Celery, engine_factory: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, app: Celery, engine_factory: Callable[[], ImageEngine] | None = None
+    ) -> None:
         self.settings = settings
         self.app = app
         self.engine_factory = engine_factory or _import(settings.engine_factory)
         self._pid: int | None = None
         self._runner: JobRunner | None = None
-        self._engine: Any = None
+        self._engine: ImageEngine | None = None
 
     def runner(self) -> JobRunner:
         if self._runner is None or self._pid != os.getpid():
@@ -98,7 +105,7 @@ class WorkerRuntime:
             self._pid = os.getpid()
         return self._runner
 
-    def engine(self) -> Any:
+    def engine(self) -> ImageEngine:
         if self._engine is None:
             started = time.perf_counter()
             self._engine = self.engine_factory()
@@ -142,7 +149,7 @@ class JobRunner:
         store: JobStore,
         storage: Storage,
         dispatcher: Dispatcher,
-        engine: Callable[[], Any],
+        engine: Callable[[], ImageEngine],
     ) -> None:
         self.settings = settings
         self.store = store
@@ -167,7 +174,8 @@ class JobRunner:
         # Only a job that was attempted before can have stored its result already (saves a round trip).
         if job.attempts > 0 and self.storage.exists(artifact_key(job.id, file_name(MANIFEST))):
             log.info("job %s: its result is already stored; finishing it without rendering again", job.id)
-            self._finish_done(job, _files_of(read_manifest(self.storage, job.id)), None)
+            stored_manifest = read_manifest(self.storage, job.id)
+            self._finish_done(job, _files_of(stored_manifest), stored_manifest)
             return
         started_event = JobEvent(EventType.STARTED, job.id, job.owner, job.channel, percent=0)
         attempts, _ = self.store.begin(job, worker, self.settings.max_attempts, started_event.fields())
@@ -201,7 +209,7 @@ class JobRunner:
             self._fail(job, exc.public)
             return
         except SoftTimeLimitExceeded:
-            self._fail(job, "The job took longer than its time limit; try a smaller size, fewer steps or --q .5")
+            self._fail(job, f"The job took longer than its time limit; {ACTIONS[job.action].too_slow}")
             return
         except Exception as exc:
             log.exception("job %s: unexpected error", job.id)
@@ -217,7 +225,7 @@ class JobRunner:
                             "for the server's operator. Try again in a moment")  # fmt: skip
             return
         STAGE_SECONDS.labels(stage="store").observe(time.monotonic() - stored)
-        if self._finish_done(job, files, None):
+        if self._finish_done(job, files, json.loads(artifacts[MANIFEST])):
             self.store.record_duration(job.family, time.monotonic() - started)
         self.spool.discard(job.id)
 
@@ -226,57 +234,43 @@ class JobRunner:
     def _render(self, job: Job) -> dict[str, bytes]:
         reporter = _Progress(self, job)
         result = self._execute(job, reporter)
-        record_model_loads(self.engine())
+        record_model_loads(self.engine().load_times())
         record_gpu_memory()
         lineage = self._lineage(job)
         return prepare(job, result, lineage, reporter.last_preview)
 
     def _execute(self, job: Job, reporter: _Progress) -> GenerationResult:
-        engine = self.engine()
-        common: dict[str, Any] = {
-            "seed": job.seed,
-            "parent": job.parent,
-            "progress": reporter,
-            "cancel": lambda: self.store.cancel_requested(job.id),
-        }
-        if job.action is Action.IMAGINE:
-            images = [fetch_image(url) for url in job.request.image_urls]
-            return engine.imagine(job.request, image_prompts=images or None, **common)  # type: ignore[no-any-return]
-        parent_manifest = read_manifest(self.storage, job.parent or "")
-        recipe = Recipe.from_dict(parent_manifest["recipe"])
-        if job.action is Action.REROLL:
-            images = [fetch_image(url) for url in job.request.image_urls]
-            kwargs = {k: v for k, v in common.items() if k != "parent"}
-            return engine.reroll(  # type: ignore[no-any-return]
-                recipe, request=job.request, image_prompts=images or None, parent=job.parent, **kwargs
-            )
-        image, recipe = self._source_image(job, parent_manifest, recipe)
-        common["parent_tile"] = job.tile
-        if job.action is Action.SEPARATE:
-            return separate_image(image, recipe, job.tile or 1, job.parent, recipe.versions)
-        if job.action in (Action.VARY_SUBTLE, Action.VARY_STRONG):
-            strong = job.action is Action.VARY_STRONG
-            return engine.vary(image, recipe, strong=strong, request=job.request, **common)  # type: ignore[no-any-return]
-        if job.action in (Action.UPSCALE_SUBTLE, Action.UPSCALE_CREATIVE):
-            creative = job.action is Action.UPSCALE_CREATIVE
-            return engine.upscale(image, recipe, creative=creative, **common)  # type: ignore[no-any-return]
-        if job.action is Action.ZOOM_OUT:
-            aspect = job.params.get("aspect")
-            scale = float(job.params.get("scale", 2.0))
-            return engine.zoom_out(image, recipe, scale=scale, aspect=tuple(aspect) if aspect else None, **common)  # type: ignore[no-any-return]
-        if job.action is Action.PAN:
-            return engine.pan(image, recipe, job.params["direction"], **common)  # type: ignore[no-any-return]
-        if job.action is Action.MAKE_SQUARE:
-            return engine.make_square(image, recipe, **common)  # type: ignore[no-any-return]
-        raise ValueError(f"Unknown action {job.action.value}")
+        """Gather what the job's engine call needs, then make that call as its entry in the table of actions
+        says: a prompt's downloaded image prompts, or the image a follow-up starts from, with its recipe."""
+        spec = ACTIONS[job.action]
+        work = Work(
+            request=job.request,
+            seed=job.seed,
+            progress=reporter,
+            cancel=lambda: self.store.cancel_requested(job.id),
+            parent=job.parent,
+            index=job.index,
+            options=job.options,
+        )
+        if spec.from_prompt:
+            work = dataclasses.replace(work, image_prompts=[fetch_image(url) for url in job.request.image_urls])
+        if job.parent is not None:
+            parent_manifest = read_manifest(self.storage, job.parent)
+            recipe = Recipe.from_dict(parent_manifest["recipe"])
+            if spec.from_prompt:
+                work = dataclasses.replace(work, recipe=recipe)
+            else:
+                image, recipe = self._source_image(job, parent_manifest, recipe)
+                work = dataclasses.replace(work, image=image, recipe=recipe)
+        return spec.run(self.engine(), work)
 
     def _source_image(self, job: Job, parent_manifest: dict[str, Any], recipe: Recipe) -> tuple[Image.Image, Recipe]:
         """The image a follow-up starts from: image N of the parent's grid (stored losslessly on its own), or the
         parent's single image."""
-        if Action(parent_manifest["action"]) in GRID_ACTIONS:
-            tile = job.tile or 1
-            image = _open(self.storage.get(parent_manifest["files"][str(tile)]))
-            separated = separate_image(image, recipe, tile, job.parent, recipe.versions)
+        if ACTIONS[Action(parent_manifest["action"])].makes is ResultKind.GRID:
+            index = job.index or 1
+            image = _open(self.storage.get(parent_manifest["files"][str(index)]))
+            separated = separate_image(image, recipe, index, job.parent, recipe.versions)
             return separated.images[0], separated.recipe
         return _open(self.storage.get(parent_manifest["files"]["1"])), recipe
 
@@ -287,9 +281,12 @@ class JobRunner:
 
     # --- finishing --------------------------------------------------------------------------------------
 
-    def _finish_done(self, job: Job, files: dict[str, str], message: str | None) -> bool:
+    def _finish_done(self, job: Job, files: dict[str, str], manifest: dict[str, Any]) -> bool:
+        """Done: where its files are, and the size of its images (from its ``job.json``)."""
         fields = {"files": json.dumps(files), "progress": "100"}
-        event = JobEvent(EventType.DONE, job.id, job.owner, job.channel, percent=100, message=message)
+        if manifest.get("size"):
+            fields["size"] = json.dumps(manifest["size"])
+        event = JobEvent(EventType.DONE, job.id, job.owner, job.channel, percent=100)
         return self._finish(job, JobStatus.DONE, EventType.DONE, None, fields, event)
 
     def _fail(self, job: Job, reason: str) -> None:
@@ -358,7 +355,7 @@ def _open(data: bytes) -> Image.Image:
     return Image.open(io.BytesIO(data)).convert("RGB")
 
 
-def _import(path: str) -> Callable[[], Any]:
+def _import(path: str) -> Callable[[], ImageEngine]:
     """``"package.module:attribute.attribute"`` -> the object (an engine factory)."""
     module_name, _, attributes = path.partition(":")
     try:
@@ -369,5 +366,5 @@ def _import(path: str) -> Callable[[], Any]:
         raise ValueError(f"DREAMLOOM_ENGINE_FACTORY={path!r} does not name an importable callable: {exc}") from exc
     if not callable(target):
         raise ValueError(f"DREAMLOOM_ENGINE_FACTORY={path!r} is not callable")
-    factory: Callable[[], Any] = target
+    factory: Callable[[], ImageEngine] = target
     return factory

@@ -193,7 +193,7 @@ def test_buttons_still_work_after_a_restart(world, start_thread_worker):
     world.click(grid, button(grid, "V3"))
     variations = world.newest_result_after(1)
     manifest = world.client.manifest(job_of(variations))
-    assert (manifest["parent"], manifest["parent_tile"]) == (job_of(grid), 3)
+    assert (manifest["parent"], manifest["parent_index"]) == (job_of(grid), 3)
 
 
 def test_a_job_that_finishes_while_the_bot_is_down_is_posted_once(world, start_thread_worker):

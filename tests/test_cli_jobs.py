@@ -44,7 +44,7 @@ def test_imagine_and_follow_ups_end_to_end(job_system, tmp_path):
     variation_id = JOB_DONE.search(result.stdout)[1]  # type: ignore[index]
     assert "(Variations (Strong))" in result.stdout
     manifest = json.loads((grid_path.parent.parent / variation_id / "job.json").read_text())
-    assert (manifest["parent"], manifest["parent_tile"], manifest["owner"]) == (grid_id, 2, "carol")
+    assert (manifest["parent"], manifest["parent_index"], manifest["owner"]) == (grid_id, 2, "carol")
 
     result = dreamloom("upscale", grid_id, "1", env=job_system, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -111,12 +111,12 @@ def test_a_wide_aspect_gives_a_wide_scene_that_still_follows_the_prompt(demo):
 def test_a_variation_keeps_the_parent_s_main_attributes(demo):
     parent = demo.imagine(parse(f"a large orange ring on the left on a blue background --seed 2 {FAST}"))
     assert parent.grid is not None
-    tile = demo.separate(parent.grid, parent.recipe, 1)
-    expected = main_attributes(read(tile.images[0]))
-    subtle = demo.vary(tile.images[0], tile.recipe)
+    chosen = demo.separate(parent.grid, parent.recipe, 1)
+    expected = main_attributes(read(chosen.images[0]))
+    subtle = demo.vary(chosen.images[0], chosen.recipe)
     kept = [main_attributes(read(image)) == expected for image in subtle.images]
     assert sum(kept) >= 3, [main_attributes(read(image)) for image in subtle.images]
-    assert any(image.tobytes() != tile.images[0].tobytes() for image in subtle.images)
+    assert any(image.tobytes() != chosen.images[0].tobytes() for image in subtle.images)
 
 
 def test_the_readme_figure_shows_the_renderer_then_the_model_for_each_kind():

@@ -26,28 +26,28 @@ def grid(engine):
 
 
 @pytest.fixture(scope="module")
-def tile(engine, grid):
+def separated(engine, grid):
     """U2, as the job system would hand it on: the image and its recipe, through JSON."""
     separated = engine.separate(grid.grid, grid.recipe, 2, parent="grid-job")
     return separated.images[0], Recipe.from_dict(json.loads(json.dumps(separated.recipe.to_dict())))
 
 
-def test_separate_is_the_tile_at_full_size(engine, grid):
+def test_separate_is_the_image_at_full_size(engine, grid):
     for n in (1, 2, 3, 4):
         result = engine.separate(grid.grid, grid.recipe, n, parent="grid-job")
         assert result.images[0].tobytes() == grid.images[n - 1].tobytes()
         assert result.grid is None
         recipe = result.recipe
-        assert (recipe.action, recipe.parent, recipe.parent_tile) == (Action.SEPARATE, "grid-job", n)
-        assert result.recipe.seed == 6 + n, "the tile's own seed"
-    with pytest.raises(InvalidFollowUp, match="Tile must be 1, 2, 3 or 4"):
+        assert (recipe.action, recipe.parent, recipe.parent_index) == (Action.SEPARATE, "grid-job", n)
+        assert result.recipe.seed == 6 + n, "the image keeps its own seed"
+    with pytest.raises(InvalidFollowUp, match="Pick an image of the grid: 1, 2, 3 or 4"):
         engine.separate(grid.grid, grid.recipe, 5)
 
 
 @pytest.mark.parametrize("strong", [False, True])
-def test_variations_differ_from_their_parent_but_stay_closer_than_an_unrelated_image(engine, tile, strong):
-    image, recipe = tile
-    result = engine.vary(image, recipe, strong=strong, seed=21, parent="tile-job")
+def test_variations_differ_from_their_parent_but_stay_closer_than_an_unrelated_image(engine, separated, strong):
+    image, recipe = separated
+    result = engine.vary(image, recipe, strong=strong, seed=21, parent="image-job")
     unrelated = engine.imagine(parse("a blue fish --ar 16:9 --seed 99")).images[0]
     assert len(result.images) == 4
     assert all(v.size == image.size for v in result.images)
@@ -56,30 +56,30 @@ def test_variations_differ_from_their_parent_but_stay_closer_than_an_unrelated_i
         assert distance(variation, image) < distance(unrelated, image)
     recipe_out = result.recipe
     assert recipe_out.action is (Action.VARY_STRONG if strong else Action.VARY_SUBTLE)
-    assert recipe_out.parent == "tile-job"
+    assert recipe_out.parent == "image-job"
     assert recipe_out.settings["strength"] == (0.7 if strong else 0.35)
     assert recipe_out.request == recipe.request
 
 
-def test_strong_variations_move_further_than_subtle_ones(engine, tile):
-    image, recipe = tile
+def test_strong_variations_move_further_than_subtle_ones(engine, separated):
+    image, recipe = separated
     subtle = engine.vary(image, recipe, seed=5)
     strong = engine.vary(image, recipe, strong=True, seed=5)
     assert np.mean([distance(v, image) for v in strong.images]) > np.mean([distance(v, image) for v in subtle.images])
 
 
-def test_variation_strength_is_configurable(tiny_models, tmp_path, tile):
+def test_variation_strength_is_configurable(tiny_models, tmp_path, separated):
     path = tmp_path / "models.toml"
     path.write_text(
         f'[models.v6]\nsource = "{tiny_models["sd15"]}"\nnative_size = [64, 64]\nsize_multiple = 16\nsteps = 4\n'
         "variation_strength = [0.5, 0.9]\n"
     )
-    image, recipe = tile
+    image, recipe = separated
     assert Engine(Registry.from_toml(path)).vary(image, recipe).recipe.settings["strength"] == 0.5
 
 
-def test_remix_varies_with_an_edited_prompt(engine, tile):
-    image, recipe = tile
+def test_remix_varies_with_an_edited_prompt(engine, separated):
+    image, recipe = separated
     remixed = engine.vary(image, recipe, request=parse("a lighthouse at dawn --ar 16:9"), seed=3)
     assert remixed.recipe.request.prompt == "a lighthouse at dawn"
     assert remixed.images[0].tobytes() != engine.vary(image, recipe, seed=3).images[0].tobytes()
@@ -97,19 +97,19 @@ def test_reroll_is_the_same_request_with_a_new_seed(engine, grid):
     assert again.images[0].tobytes() == result.images[0].tobytes()
 
 
-def test_upscale_subtle_uses_the_configured_super_resolution_model(engine, tile):
-    image, recipe = tile
+def test_upscale_subtle_uses_the_configured_super_resolution_model(engine, separated):
+    image, recipe = separated
     steps = []
-    result = engine.upscale(image, recipe, seed=1, parent="tile-job", progress=lambda s, t, p: steps.append((s, t)))
-    assert steps == [(i, 20) for i in range(1, 21)], "one batch of tiles, 20 upscaler steps"
+    result = engine.upscale(image, recipe, seed=1, parent="image-job", progress=lambda s, t, p: steps.append((s, t)))
+    assert steps == [(i, 20) for i in range(1, 21)], "one batch of patches, 20 upscaler steps"
     assert result.images[0].size == (image.width * 2, image.height * 2)
     assert result.recipe.action is Action.UPSCALE_SUBTLE
     assert "super-resolution (StableDiffusionUpscalePipeline" in result.recipe.settings["method"]
     assert any("super-resolution" in note for note in result.notes)
 
 
-def test_upscale_subtle_without_a_model_resamples_and_says_so(engine, tile):
-    image, recipe = tile
+def test_upscale_subtle_without_a_model_resamples_and_says_so(engine, separated):
+    image, recipe = separated
     xl_recipe = Recipe.from_dict({**recipe.to_dict(), "model": {**recipe.to_dict()["model"], "alias": "niji"}})
     result = engine.upscale(image, xl_recipe)
     assert result.images[0].size == (image.width * 2, image.height * 2)
@@ -119,29 +119,29 @@ def test_upscale_subtle_without_a_model_resamples_and_says_so(engine, tile):
     assert distance(small, image) < 8, "a resample stays faithful to the original"
 
 
-def test_upscale_creative_is_img2img_at_twice_the_size_in_tiles(engine, tile):
-    image, recipe = tile
+def test_upscale_creative_is_img2img_at_twice_the_size_in_patches(engine, separated):
+    image, recipe = separated
     steps = []
     result = engine.upscale(image, recipe, creative=True, seed=2, progress=lambda s, t, p: steps.append((s, t)))
     assert result.images[0].size == (image.width * 2, image.height * 2)
     assert result.recipe.action is Action.UPSCALE_CREATIVE
-    assert "6 tiles of 64px" in result.recipe.settings["method"]
-    assert steps == [(1, 2), (2, 2)], "2 batches of tiles x 1 step (4 steps at strength 0.35), one job"
+    assert "6 patches of 64px" in result.recipe.settings["method"]
+    assert steps == [(1, 2), (2, 2)], "2 batches of patches x 1 step (4 steps at strength 0.35), one job"
     small = result.images[0].resize(image.size, Image.Resampling.LANCZOS)
     unrelated = engine.imagine(parse("a blue fish --ar 16:9 --seed 99")).images[0]
     assert distance(small, image) < distance(unrelated, image)
 
 
-def test_upscales_have_a_size_limit(engine, tile):
-    _, recipe = tile
+def test_upscales_have_a_size_limit(engine, separated):
+    _, recipe = separated
     with pytest.raises(InvalidFollowUp, match="the limit is 4096 px a side"):
         engine.upscale(Image.new("RGB", (2100, 64)), recipe)
 
 
 @pytest.mark.parametrize("scale", [2.0, 1.5])
-def test_zoom_out_keeps_the_original_pixels_inside_the_old_area(engine, tile, scale):
-    image, recipe = tile
-    result = engine.zoom_out(image, recipe, scale=scale, seed=4, parent="tile-job")
+def test_zoom_out_keeps_the_original_pixels_inside_the_old_area(engine, separated, scale):
+    image, recipe = separated
+    result = engine.zoom_out(image, recipe, scale=scale, seed=4, parent="image-job")
     assert result.recipe.action is Action.ZOOM_OUT
     assert len(result.images) == 4
     shrunk = image.resize((round(image.width / scale), round(image.height / scale)), Image.Resampling.LANCZOS)
@@ -153,8 +153,8 @@ def test_zoom_out_keeps_the_original_pixels_inside_the_old_area(engine, tile, sc
         assert zoomed.tobytes() != image.tobytes()
 
 
-def test_custom_zoom_can_change_the_aspect_ratio(engine, tile):
-    image, recipe = tile
+def test_custom_zoom_can_change_the_aspect_ratio(engine, separated):
+    image, recipe = separated
     result = engine.zoom_out(image, recipe, scale=1.2, aspect=(1, 1), seed=4)
     assert result.recipe.request.aspect == (1, 1)
     assert abs(result.images[0].width - result.images[0].height) <= 2
@@ -163,8 +163,8 @@ def test_custom_zoom_can_change_the_aspect_ratio(engine, tile):
 
 
 @pytest.mark.parametrize(("direction", "size", "origin"), [("left", (120, 48), (40, 0)), ("down", (80, 72), (0, 0))])
-def test_pan_extends_one_side_and_keeps_the_original(engine, tile, direction, size, origin):
-    image, recipe = tile
+def test_pan_extends_one_side_and_keeps_the_original(engine, separated, direction, size, origin):
+    image, recipe = separated
     result = engine.pan(image, recipe, direction, seed=6)
     assert result.recipe.settings["direction"] == direction
     for panned in result.images:
@@ -172,14 +172,14 @@ def test_pan_extends_one_side_and_keeps_the_original(engine, tile, direction, si
         assert panned.crop((*origin, origin[0] + image.width, origin[1] + image.height)).tobytes() == image.tobytes()
 
 
-def test_pan_refuses_a_bad_direction(engine, tile):
-    image, recipe = tile
+def test_pan_refuses_a_bad_direction(engine, separated):
+    image, recipe = separated
     with pytest.raises(InvalidFollowUp, match="Pan direction must be left, right, up or down"):
         engine.pan(image, recipe, "sideways")
 
 
-def test_make_square(engine, tile):
-    image, recipe = tile
+def test_make_square(engine, separated):
+    image, recipe = separated
     result = engine.make_square(image, recipe, seed=8)
     assert result.recipe.request.aspect == (1, 1)
     for squared in result.images:
@@ -189,11 +189,11 @@ def test_make_square(engine, tile):
 
 def test_sdxl_follow_ups(engine):
     grid = engine.imagine(parse("a red bird --niji --seed 2"))
-    tile = engine.separate(grid.grid, grid.recipe, 1)
-    varied = engine.vary(tile.images[0], tile.recipe, seed=1)
+    separated = engine.separate(grid.grid, grid.recipe, 1)
+    varied = engine.vary(separated.images[0], separated.recipe, seed=1)
     assert varied.recipe.model.family == "sdxl"
-    zoomed = engine.zoom_out(tile.images[0], tile.recipe, scale=2.0, seed=1)
-    assert zoomed.images[0].size == tile.images[0].size
+    zoomed = engine.zoom_out(separated.images[0], separated.recipe, scale=2.0, seed=1)
+    assert zoomed.images[0].size == separated.images[0].size
 
 
 def test_a_reroll_reuses_the_encoded_prompt(engine, grid):

@@ -9,6 +9,7 @@ import pytest
 
 import bot.cli.service
 import bot.discord.messages
+import bot.web.app
 import tasks.embedded_redis
 from engine import errors
 from engine.errors import (
@@ -26,6 +27,7 @@ from engine.errors import (
 # Front doors and the job system add their own classes under the root.
 OUTSIDE_THE_ENGINE = (
     bot.discord.messages.NotHere,
+    bot.web.app.BadRequest,
     bot.cli.service.ServiceError,
     tasks.embedded_redis.EmbeddedRedisError,
 )

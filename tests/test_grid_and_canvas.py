@@ -8,7 +8,7 @@ from PIL import Image
 
 from engine.canvas import MAX_SIDE, pan_canvas, square_canvas, zoom_canvas
 from engine.errors import InvalidFollowUp
-from engine.grid import compose_grid, grid_tile
+from engine.grid import compose_grid, grid_image
 from engine.jobs import PanDirection
 
 
@@ -16,12 +16,12 @@ def solid(colour, size=(80, 48)):
     return Image.new("RGB", size, colour)
 
 
-def test_grid_places_images_in_reading_order_and_tiles_come_back_exactly():
+def test_grid_places_images_in_reading_order_and_each_comes_back_exactly():
     images = [solid(c) for c in ("red", "green", "blue", "white")]
     grid = compose_grid(images)
     assert grid.size == (160, 96)
     for n, image in enumerate(images, start=1):
-        assert grid_tile(grid, n).tobytes() == image.tobytes()
+        assert grid_image(grid, n).tobytes() == image.tobytes()
 
 
 def test_grid_refuses_wrong_inputs():
@@ -29,9 +29,9 @@ def test_grid_refuses_wrong_inputs():
         compose_grid([solid("red")] * 3)
     with pytest.raises(ValueError, match="must share one size"):
         compose_grid([solid("red"), solid("red"), solid("red"), solid("red", (10, 10))])
-    for tile in (0, 5, -1):
-        with pytest.raises(InvalidFollowUp, match="Tile must be 1, 2, 3 or 4"):
-            grid_tile(compose_grid([solid("red")] * 4), tile)
+    for index in (0, 5, -1):
+        with pytest.raises(InvalidFollowUp, match="Pick an image of the grid: 1, 2, 3 or 4"):
+            grid_image(compose_grid([solid("red")] * 4), index)
 
 
 def test_zoom_keeps_the_size_and_shrinks_the_original_into_the_middle():

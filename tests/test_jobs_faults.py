@@ -145,4 +145,7 @@ def test_a_job_over_its_time_limit_fails_with_a_reason(client, settings, registr
     wait_until(lambda: strict_client.get(job.id).finished, timeout=120, what="the job to be stopped")
     final = strict_client.get(job.id)
     assert final.status is JobStatus.FAILED
-    assert final.error == "The job took longer than its time limit; try a smaller size, fewer steps or --q .5"
+    assert final.error == (
+        "The job took longer than its time limit; try a smaller size (--ar closer to 1:1), fewer steps (--q .5) "
+        "or a simpler prompt"
+    ), "what the person who typed /imagine can change"

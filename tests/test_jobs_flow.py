@@ -14,8 +14,9 @@ import boto3
 import pytest
 from PIL import Image
 
+from engine.actions import FollowUpOptions
 from engine.errors import InvalidFollowUp, JobFailed, NotAllowed, QueueFull, UnknownJob
-from engine.jobs import Action, JobStatus
+from engine.jobs import Action, JobStatus, PanDirection
 from engine.null import NullEngine
 from engine.prompt import parse
 from engine.registry import Registry
@@ -74,26 +75,28 @@ def test_imagine_then_follow_ups_end_to_end(client, settings, start_thread_worke
     original = client.artifact(grid_job.id, "2")
     assert (original[:4], original[8:16]) == (b"RIFF", b"WEBPVP8L"), "the images are kept as lossless WebP"
 
-    variation = client.follow_up(grid_job.id, Action.VARY_STRONG, owner="bob", tile=3, channel="c1")
+    variation = client.follow_up(grid_job.id, Action.VARY_STRONG, owner="bob", index=3, channel="c1")
     assert finished(client, variation.id).status is JobStatus.DONE
     variation_manifest = client.manifest(variation.id)
-    assert (variation_manifest["parent"], variation_manifest["parent_tile"]) == (grid_job.id, 3)
+    assert (variation_manifest["parent"], variation_manifest["parent_index"]) == (grid_job.id, 3)
     assert variation_manifest["lineage"] == [grid_job.id]
     assert variation_manifest["owner"] == "bob", "whoever clicks owns the follow-up"
     assert variation_manifest["recipe"]["action"] == "vary_strong"
 
-    separated = client.follow_up(grid_job.id, Action.SEPARATE, owner="alice", tile=2)
+    separated = client.follow_up(grid_job.id, Action.SEPARATE, owner="alice", index=2)
     assert separated.status is JobStatus.DONE, "U2 needs no GPU: done when follow_up returns"
     assert client.manifest(separated.id)["recipe"]["seed"] == 8
-    assert separated.seed == 8, "the record shows the tile's own seed too"
+    assert separated.seed == 8, "the record shows the image's own seed too"
     upscaled = client.follow_up(separated.id, Action.UPSCALE_SUBTLE, owner="alice")
     assert finished(client, upscaled.id).status is JobStatus.DONE
     upscaled_manifest = client.manifest(upscaled.id)
     assert upscaled_manifest["lineage"] == [grid_job.id, separated.id]
     assert upscaled_manifest["recipe"]["settings"]["width"] == 160
 
-    zoomed = client.follow_up(separated.id, Action.ZOOM_OUT, owner="alice", scale=1.5)
-    panned = client.follow_up(separated.id, Action.PAN, owner="alice", direction="left")
+    zoomed = client.follow_up(separated.id, Action.ZOOM_OUT, owner="alice", options=FollowUpOptions(scale=1.5))
+    panned = client.follow_up(
+        separated.id, Action.PAN, owner="alice", options=FollowUpOptions(direction=PanDirection.LEFT)
+    )
     rerolled = client.follow_up(grid_job.id, Action.REROLL, owner="alice")
     for child in (zoomed, panned, rerolled):
         assert finished(client, child.id).status is JobStatus.DONE
@@ -219,8 +222,8 @@ def test_bad_input_gets_clear_errors_and_changes_nothing(client, registry_file, 
     for call in (
         lambda: client.get("0" * 32),
         lambda: client.cancel("0" * 32, by="alice"),
-        lambda: client.follow_up("0" * 32, Action.VARY_SUBTLE, owner="alice", tile=1),
-        lambda: client.follow_up("not-an-id!", Action.VARY_SUBTLE, owner="alice", tile=1),
+        lambda: client.follow_up("0" * 32, Action.VARY_SUBTLE, owner="alice", index=1),
+        lambda: client.follow_up("not-an-id!", Action.VARY_SUBTLE, owner="alice", index=1),
     ):
         with pytest.raises(UnknownJob, match="does not exist or was deleted"):
             call()
@@ -234,23 +237,23 @@ def test_bad_input_gets_clear_errors_and_changes_nothing(client, registry_file, 
     assert (failed.status, failed.error) == (JobStatus.FAILED, "The model could not render this prompt")
     assert events_of(client, failed.id)[-1].message == "The model could not render this prompt"
     with pytest.raises(InvalidFollowUp, match="The job failed; only a finished job's images can be used"):
-        client.follow_up(failed.id, Action.VARY_SUBTLE, owner="alice", tile=1)
+        client.follow_up(failed.id, Action.VARY_SUBTLE, owner="alice", index=1)
 
     done = finished_parent(client, Action.IMAGINE)
-    for tile in (0, 5, None):
-        with pytest.raises(InvalidFollowUp, match="tile must be 1, 2, 3 or 4"):
-            client.follow_up(done.id, Action.VARY_STRONG, owner="alice", tile=tile)
-    with pytest.raises(InvalidFollowUp, match="zoom_out is not available on a grid"):
-        client.follow_up(done.id, Action.ZOOM_OUT, owner="alice", tile=1)
+    for index in (0, 5, None):
+        with pytest.raises(InvalidFollowUp, match=rf"Pick an image of the grid: 1, 2, 3 or 4 \(got {index}\)"):
+            client.follow_up(done.id, Action.VARY_STRONG, owner="alice", index=index)
+    with pytest.raises(InvalidFollowUp, match=r"Zoom Out is not possible on a grid \(separate an image with U1-U4"):
+        client.follow_up(done.id, Action.ZOOM_OUT, owner="alice", index=1)
     single = finished_parent(client, Action.SEPARATE)
     with pytest.raises(InvalidFollowUp, match=r"Zoom must be from 1 to 2 \(got 3\)"):
-        client.follow_up(single.id, Action.ZOOM_OUT, owner="alice", scale=3.0)
-    with pytest.raises(InvalidFollowUp, match="Pan direction must be left, right, up or down"):
-        client.follow_up(single.id, Action.PAN, owner="alice", direction="sideways")
-    with pytest.raises(InvalidFollowUp, match="reroll is not available on a single image"):
+        client.follow_up(single.id, Action.ZOOM_OUT, owner="alice", options=FollowUpOptions(scale=3.0))
+    with pytest.raises(InvalidFollowUp, match="Pan needs a direction: left, right, up or down"):
+        client.follow_up(single.id, Action.PAN, owner="alice")
+    with pytest.raises(InvalidFollowUp, match="Re-roll is not possible on a single image"):
         client.follow_up(single.id, Action.REROLL, owner="alice")
-    with pytest.raises(InvalidFollowUp, match="works on the whole image; no tile"):
-        client.follow_up(single.id, Action.UPSCALE_SUBTLE, owner="alice", tile=2)
+    with pytest.raises(InvalidFollowUp, match=r"Upscale \(Subtle\) works on the whole image; it takes no image number"):
+        client.follow_up(single.id, Action.UPSCALE_SUBTLE, owner="alice", index=2)
 
     queued = Job(id=new_job_id(), action=Action.IMAGINE, owner="alice", request=parse("z"), model="v6", family="sd15",
                  seed=1)  # fmt: skip
@@ -314,8 +317,8 @@ def test_jobs_stored_with_png_originals_keep_working(client, settings):
     assert client.artifact(job.id, "3")[:4] == b"\x89PNG"
     assert content_type("3", client.artifact(job.id, "3")) == "image/png", "served as what it is"
     assert content_type("3") == "image/webp"
-    separated = client.follow_up(job.id, Action.SEPARATE, owner="alice", tile=3)
-    varied = client.follow_up(job.id, Action.VARY_SUBTLE, owner="alice", tile=3)
+    separated = client.follow_up(job.id, Action.SEPARATE, owner="alice", index=3)
+    varied = client.follow_up(job.id, Action.VARY_SUBTLE, owner="alice", index=3)
     for follow_up in (separated, varied):
         runner.run(follow_up.id, worker="w1")
         assert client.get(follow_up.id).status is JobStatus.DONE, client.get(follow_up.id).error

@@ -8,6 +8,7 @@ import redis
 from engine.errors import UnknownJob
 from engine.jobs import Action, JobStatus
 from engine.prompt import parse
+from engine.recipe import Recipe
 from tasks.events import EventBus, EventType, JobEvent
 from tasks.job_store import JobStore
 from tasks.records import RELAX, Job, new_job_id
@@ -39,6 +40,20 @@ def test_a_record_survives_the_round_trip(store):
     )
     assert loaded.status is JobStatus.QUEUED
     assert loaded.queued_at is not None
+
+
+def test_records_and_recipes_written_before_index_was_called_tile_still_load(store):
+    """Jobs kept their grid image as ``tile`` (record) and ``parent_tile`` (recipe) before; they still work."""
+    follow_up = job(parent=new_job_id(), index=3, size=(64, 48)).with_changes(action=Action.VARY_STRONG)
+    fields = follow_up.to_redis()
+    assert (fields["index"], fields["size"]) == ("3", "[64, 48]")
+    fields["tile"] = fields.pop("index")
+    store.redis.hset(f"dreamloom:job:{follow_up.id}", mapping=fields)
+    loaded = store.get(follow_up.id)
+    assert (loaded.index, loaded.size, loaded.label) == (3, (64, 48), "Variations (Strong)")
+    recipe = {"action": "separate", "request": parse("x").to_dict(), "seed": 5, "image_seeds": [5],
+              "model": {"alias": "v6", "source": "s", "family": "sd15"}, "parent_tile": 2}  # fmt: skip
+    assert Recipe.from_dict(recipe).parent_index == 2
 
 
 def test_unknown_and_malformed_ids(store):

@@ -137,9 +137,9 @@ def test_up_with_nothing_configured(newcomer):
         grid = finished(url, job["id"])
         assert grid["status"] == "done", grid
         assert http(url + grid["image"])[1][:3] == b"\xff\xd8\xff"
-        image = http(f"{url}/api/jobs/{job['id']}/actions", {"action": "separate", "tile": 1})[1]["job"]
+        image = http(f"{url}/api/jobs/{job['id']}/actions", {"action": "separate", "index": 1})[1]["job"]
         assert image["status"] == "done"
-        variation = http(f"{url}/api/jobs/{job['id']}/actions", {"action": "vary_strong", "tile": 2})[1]["job"]
+        variation = http(f"{url}/api/jobs/{job['id']}/actions", {"action": "vary_strong", "index": 2})[1]["job"]
         assert finished(url, variation["id"])["lineage"] == [job["id"]]
 
         second = subprocess.run([*dreamloom_argv(), "up"], cwd=folder, env=env, capture_output=True, text=True,

@@ -112,13 +112,13 @@ def test_imagine_events_images_and_buttons(playground):
     assert (status, original[:4], original[8:16]) == (200, b"RIFF", b"WEBPVP8L"), "each image, lossless WebP"
     assert http(url + grid["files"]["manifest"])[1]["id"] == job["id"]
 
-    status, body = http(f"{url}/api/jobs/{job['id']}/actions", {"action": "separate", "tile": 1})
+    status, body = http(f"{url}/api/jobs/{job['id']}/actions", {"action": "separate", "index": 1})
     assert status == 200
     image = body["job"]
     assert (image["status"], image["label"], image["kind"]) == ("done", "Image #1", "single"), "U1 is done at once"
     assert "Upscale (Subtle)" in [b["label"] for row in image["buttons"] for b in row]
 
-    status, body = http(f"{url}/api/jobs/{job['id']}/actions", {"action": "vary_strong", "tile": 2})
+    status, body = http(f"{url}/api/jobs/{job['id']}/actions", {"action": "vary_strong", "index": 2})
     assert status == 200
     variation = finished(url, body["job"]["id"])
     assert (variation["status"], variation["label"], variation["parent"]) == ("done", "Variations (Strong)", job["id"])
@@ -146,7 +146,7 @@ def test_errors_are_the_bots_messages(playground):
     assert (status, body["title"]) == (400, "Invalid parameter")
     assert "known models are v6" in body["error"]
 
-    status, body = http(f"{url}/api/jobs/{'0' * 32}/actions", {"action": "separate", "tile": 1})
+    status, body = http(f"{url}/api/jobs/{'0' * 32}/actions", {"action": "separate", "index": 1})
     assert (status, body["title"]) == (404, "Unknown job")
     status, body = http(f"{url}/api/jobs/{'0' * 32}/actions", {"action": "fly"})
     assert status == 400
@@ -158,7 +158,7 @@ def test_follow_up_rules_come_from_the_job_system(playground):
     finished(url, job["id"])
     status, body = http(f"{url}/api/jobs/{job['id']}/actions", {"action": "upscale_subtle"})
     assert (status, body["title"]) == (400, "Not possible")
-    assert "not available on a grid" in body["error"]
+    assert body["error"] == "Upscale (Subtle) is not possible on a grid (separate an image with U1-U4 first)"
 
 
 def test_info_says_when_the_model_is_the_demo():

@@ -11,20 +11,20 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 from urllib.parse import unquote, urlparse
 
 from bot.cli.progress import ProgressBar
 from bot.cli.service import Connection, connect
 from bot.cli.settings import ServiceSettings
-from bot.web.jobviews import action_label, short_id
+from engine.actions import ACTIONS, FollowUpOptions, ResultKind
 from engine.errors import DreamloomError, InvalidFollowUp, UnknownJob
-from engine.jobs import GRID_ACTIONS, Action, JobStatus
+from engine.jobs import Action, JobStatus
 from engine.prompt import ImagineRequest, requests_of
-from tasks.client import SINGLE_ACTIONS, JobClient
+from tasks.client import JobClient
 from tasks.events import EventTail
-from tasks.records import Job
+from tasks.records import Job, short_id
 
 __all__ = ["FollowUp", "cancel", "find_job", "follow_up", "imagine", "list_jobs"]
 
@@ -39,8 +39,8 @@ class FollowUp:
     ``upscale`` as the U buttons do it: U1-U4 on a grid, Upscale (Subtle) on a single image."""
 
     action: Action | None
-    tile: int | None = None
-    params: dict[str, Any] | None = None
+    index: int | None = None
+    options: FollowUpOptions = field(default_factory=FollowUpOptions)
 
 
 def imagine(service: ServiceSettings, text: str, mode: str, out: TextIO = sys.stdout) -> int:
@@ -68,21 +68,20 @@ def _follow_up(
     client = connection.client
     parent = find_job(client, job_text, service.user)
     tail = client.events.tail()
-    options: dict[str, Any] = {"owner": service.user, "channel": CLI_CHANNEL, "mode": mode, **(step.params or {})}
-    is_grid = parent.action in GRID_ACTIONS
+    where: dict[str, Any] = {"owner": service.user, "channel": CLI_CHANNEL, "mode": mode}
+    is_grid = parent.kind is ResultKind.GRID
     action = step.action or (Action.SEPARATE if is_grid else Action.UPSCALE_SUBTLE)
-    if is_grid and action in SINGLE_ACTIONS - {Action.VARY_SUBTLE, Action.VARY_STRONG}:
-        if step.tile is None:
+    index = step.index
+    if is_grid and ResultKind.GRID not in ACTIONS[action].starts_from:  # a single image's button: U1-U4 first
+        if index is None:
             raise InvalidFollowUp(f"Job {short_id(parent.id)} is a grid: say which image (1-4)")
-        image = client.follow_up(parent.id, Action.SEPARATE, tile=step.tile, **options)  # U1-U4 first
-        if image.status is not JobStatus.DONE:
-            return _report(connection, image, out)
-        parent, tile = image, None
-    elif not is_grid and step.tile is not None:
+        parent = client.follow_up(parent.id, Action.SEPARATE, index=index, **where)
+        if parent.status is not JobStatus.DONE:
+            return _report(connection, parent, out)
+        index = None
+    elif not is_grid and index is not None:
         raise InvalidFollowUp(f"Job {short_id(parent.id)} is a single image: leave out the image number")
-    else:
-        tile = step.tile
-    child = client.follow_up(parent.id, action, tile=tile, **options)
+    child = client.follow_up(parent.id, action, index=index, options=step.options, **where)
     return _follow(connection, service, [child], tail, out)
 
 
@@ -92,7 +91,7 @@ def list_jobs(service: ServiceSettings, limit: int, out: TextIO = sys.stdout) ->
         if not jobs:
             out.write(f'No jobs yet for {service.user}: try dreamloom imagine "a lighthouse --ar 16:9"\n')
         for job in jobs:
-            what = f" ({action_label(job)})" if action_label(job) else ""
+            what = f" ({job.label})" if job.label else ""
             parent = f"  from {short_id(job.parent)}" if job.parent else ""
             out.write(f"{job.id}  {job.status.value:<9} {job.request.to_prompt()}{what}{parent}\n")
         return 0
@@ -186,7 +185,7 @@ def _report(connection: Connection, job: Job, out: TextIO) -> int:
     if job.status is not JobStatus.DONE:
         out.write(f"job {job.id} {job.status.value}\n")
         return EXIT_FAILED
-    grid = job.action in GRID_ACTIONS
+    grid = job.kind is ResultKind.GRID
     where = _where(connection.client, job.id, "grid" if grid else "1")
     out.write(f"job {job.id} done{_label(job)}\n")
     out.write(f"  {'grid' if grid else 'image'}: {where}\n")
@@ -211,8 +210,7 @@ def _where(client: JobClient, job_id: str, name: str) -> str:
 
 
 def _label(job: Job) -> str:
-    label = action_label(job)
-    return f" ({label})" if label else ""
+    return f" ({job.label})" if job.label else ""
 
 
 # --- errors --------------------------------------------------------------------------------------------

@@ -24,8 +24,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from bot.cli.settings import ServiceSettings
+from engine.actions import FollowUpOptions
 from engine.errors import DreamloomError
-from engine.jobs import Action
+from engine.jobs import Action, PanDirection
 from engine.plan import GenerationPlan, ModelProfile, plan_generation
 from engine.prompt import ImagineRequest, expand_permutations, parse
 
@@ -304,10 +305,12 @@ def _run_imagine(args: argparse.Namespace) -> int:
     return imagine(_service(args), args.prompt, args.mode)
 
 
-def _follow_up(args: argparse.Namespace, action: Action | None, tile: int | None, **params: object) -> int:
+def _follow_up(
+    args: argparse.Namespace, action: Action | None, index: int | None, options: FollowUpOptions | None = None
+) -> int:
     from bot.cli.jobs import FollowUp, follow_up
 
-    return follow_up(_service(args), args.job, FollowUp(action, tile, params or None), args.mode)
+    return follow_up(_service(args), args.job, FollowUp(action, index, options or FollowUpOptions()), args.mode)
 
 
 def _run_upscale(args: argparse.Namespace) -> int:
@@ -323,11 +326,11 @@ def _run_reroll(args: argparse.Namespace) -> int:
 
 
 def _run_zoom(args: argparse.Namespace) -> int:
-    return _follow_up(args, Action.ZOOM_OUT, args.n, scale=args.scale, aspect=args.ar)
+    return _follow_up(args, Action.ZOOM_OUT, args.n, FollowUpOptions(scale=args.scale, aspect=args.ar))
 
 
 def _run_pan(args: argparse.Namespace) -> int:
-    return _follow_up(args, Action.PAN, args.n, direction=args.direction)
+    return _follow_up(args, Action.PAN, args.n, FollowUpOptions(direction=PanDirection(args.direction)))
 
 
 def _run_square(args: argparse.Namespace) -> int:

@@ -10,19 +10,18 @@ from discord.ext import commands
 
 from bot.discord.components import JobButton
 from bot.discord.desk import Desk
-from bot.discord.messages import NotHere, describe_error, error_embed
+from bot.discord.followups import FollowUps
+from bot.discord.messages import NotHere, describe_error, reply_error
 from bot.discord.settings import BotSettings
 from engine.errors import BannedPrompt, DreamloomError
 from engine.safety import Blocklist
 from tasks.client import JobClient
 
-__all__ = ["DreamloomBot", "reply_error"]
+__all__ = ["DreamloomBot"]
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = tuple(
-    f"bot.discord.cogs.{name}" for name in ("imagine", "followups", "results", "account", "admin", "reactions")
-)
+EXTENSIONS = tuple(f"bot.discord.cogs.{name}" for name in ("imagine", "results", "account", "admin", "reactions"))
 
 
 class DreamloomBot(commands.Bot):
@@ -31,6 +30,7 @@ class DreamloomBot(commands.Bot):
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None)
         self.settings = settings
         self.desk = Desk(client, settings)
+        self.followups = FollowUps(self)  # what the buttons under results do (bot.discord.components)
         self.tree.error(self.on_app_command_error)
 
     async def setup_hook(self) -> None:
@@ -65,15 +65,3 @@ class DreamloomBot(commands.Bot):
             if not isinstance(cause, DreamloomError):
                 log.error("command %s failed", getattr(interaction.command, "name", "?"), exc_info=cause)
         await reply_error(interaction, title, line)
-
-
-async def reply_error(interaction: discord.Interaction, title: str, line: str) -> None:
-    """An ephemeral error, whether or not the interaction was answered already."""
-    embed = error_embed(title, line)
-    try:
-        if interaction.response.is_done():
-            await interaction.followup.send(embed=embed, ephemeral=True)
-        else:
-            await interaction.response.send_message(embed=embed, ephemeral=True)
-    except discord.HTTPException:
-        log.warning("could not tell the user about an error: %s: %s", title, line)

@@ -1,54 +1,95 @@
 """The buttons under results, which keep working forever: each ``custom_id`` carries what to do.
 
-    dl:<code>:<job id>[:<argument>]      e.g. dl:u:3f2a…e1:2 (U2), dl:z:3f2a…e1:1.5 (Zoom Out 1.5x)
+    dl:<key>:<job id>[:<argument>]      e.g. dl:u:3f2a…e1:2 (U2), dl:z:3f2a…e1:1.5 (Zoom Out 1.5x)
 
-``JobButton`` is a discord.py ``DynamicItem`` whose template matches every ``dl:`` id, so after any restart
-a click on any old message reaches it; ids that do not parse (forged, truncated) get a clear error rather
-than Discord's silent "This interaction failed". The click itself is handled by the Buttons cog.
+The buttons, their keys and arguments come from the table every front door shares
+(``engine.actions.buttons``). ``JobButton`` is a discord.py ``DynamicItem`` whose template matches every
+``dl:`` id, so after any restart a click on any old message reaches it; ids that do not parse (forged,
+truncated) get a clear error rather than Discord's silent "This interaction failed". A click goes to the
+bot's ``followups`` (``bot.discord.followups.FollowUps``).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import discord
 
-from engine.jobs import Action
+from engine.actions import ALL_BUTTONS, Button, ResultKind, buttons
 
-__all__ = ["BUTTONS", "ButtonSpec", "JobButton", "grid_view", "mark_used", "single_view"]
+__all__ = [
+    "ClickHandler",
+    "JobButton",
+    "RemixModal",
+    "ZoomModal",
+    "custom_id",
+    "mark_used",
+    "parse_custom_id",
+    "view_for",
+]
 
+MAX_CUSTOM_ID = 100  # Discord's limit
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
+_BY_ID = {(button.key, button.argument): button for button in ALL_BUTTONS}
+_KEYS = {button.key for button in ALL_BUTTONS}
 
 
-@dataclass(frozen=True)
-class ButtonSpec:
-    code: str  # in the custom_id
-    action: Action
-    argument: str | None = None  # fixed argument (zoom scale, pan direction); tiles are added per button
-    label: str | None = None
-    emoji: str | None = None
+class ClickHandler(Protocol):
+    """What handles a click and the forms it opens (``bot.discord.followups.FollowUps``)."""
+
+    async def clicked(self, interaction: discord.Interaction, button: JobButton) -> None: ...
+
+    async def follow_up(
+        self,
+        interaction: discord.Interaction,
+        button: JobButton,
+        remix: str | None = None,
+        zoom: tuple[str, str] | None = None,
+    ) -> None: ...
 
 
-BUTTONS: dict[str, ButtonSpec] = {
-    spec.code: spec
-    for spec in (
-        ButtonSpec("u", Action.SEPARATE),
-        ButtonSpec("v", Action.VARY_STRONG),  # V1-V4: subtle or strong per the clicker's /settings
-        ButtonSpec("r", Action.REROLL, emoji="🔄"),
-        ButtonSpec("us", Action.UPSCALE_SUBTLE, label="Upscale (Subtle)"),
-        ButtonSpec("uc", Action.UPSCALE_CREATIVE, label="Upscale (Creative)"),
-        ButtonSpec("vs", Action.VARY_SUBTLE, label="Vary (Subtle)"),
-        ButtonSpec("vx", Action.VARY_STRONG, label="Vary (Strong)"),
-        ButtonSpec("z", Action.ZOOM_OUT),
-        ButtonSpec("zc", Action.ZOOM_OUT, label="Custom Zoom", emoji="🔍"),
-        ButtonSpec("p", Action.PAN),
-        ButtonSpec("sq", Action.MAKE_SQUARE, label="Make Square", emoji="↔️"),
-    )
-}
-_ZOOMS = {"2": "Zoom Out 2x", "1.5": "Zoom Out 1.5x"}
-_PANS = {"left": "⬅️", "right": "➡️", "up": "⬆️", "down": "⬇️"}
+@runtime_checkable
+class _HasFollowUps(Protocol):
+    followups: ClickHandler
+
+
+def _handler(interaction: discord.Interaction) -> ClickHandler:
+    client = interaction.client
+    if not isinstance(client, _HasFollowUps):
+        raise TypeError("dreamloom's buttons need the dreamloom bot (a client with `followups`)")
+    return client.followups
+
+
+def custom_id(button: Button, job_id: str) -> str:
+    return ":".join(["dl", button.key, job_id, *([button.argument] if button.argument else [])])
+
+
+def parse_custom_id(payload: str) -> tuple[Button | None, str, str | None]:
+    """(the button, the job id, a problem) for the part of a custom_id after ``dl:``; problem says what is
+    wrong with a forged or broken id, and the button is None then."""
+    parts = payload.split(":")
+    key, job_id = [*parts, "", ""][:2]
+    argument = parts[2] if len(parts) > 2 else None
+    if key not in _KEYS or len(parts) > 3:
+        return None, job_id, "This button is not one of dreamloom's; it may come from an old version"
+    if not _JOB_ID.fullmatch(job_id):
+        return None, job_id, "This button does not name a valid job"
+    button = _BY_ID.get((key, argument))
+    if button is None:
+        return None, job_id, _wrong_argument(key)
+    return button, job_id, None
+
+
+def _wrong_argument(key: str) -> str:
+    kinds = [b for b in ALL_BUTTONS if b.key == key]
+    if any(b.index is not None for b in kinds):
+        return "This button names no image of the grid (1-4)"
+    if any(b.options.scale is not None for b in kinds):
+        return "This zoom button has no valid scale"
+    if any(b.options.direction is not None for b in kinds):
+        return "This pan button has no valid direction"
+    return "This button carries an argument it does not take"
 
 
 class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"dl:(?P<payload>.*)"):
@@ -56,95 +97,51 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"dl:(?
 
     def __init__(
         self,
-        code: str,
         job_id: str,
-        argument: str | None = None,
+        button: Button | None,
         *,
-        label: str | None = None,
-        emoji: str | discord.PartialEmoji | None = None,
         style: discord.ButtonStyle = discord.ButtonStyle.secondary,
         row: int | None = None,
         problem: str | None = None,
+        raw_id: str | None = None,
     ) -> None:
-        custom_id = ":".join(["dl", code, job_id, *([argument] if argument else [])])
-        super().__init__(discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=custom_id[:100]), row=row)
-        self.code = code
+        shown = custom_id(button, job_id) if button is not None else (raw_id or "dl:")
+        label = button.label if button is not None else None
+        emoji = button.emoji if button is not None else None
+        super().__init__(discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=shown[:MAX_CUSTOM_ID]),
+                         row=row)  # fmt: skip
         self.job_id = job_id
-        self.argument = argument
+        self.button = button
         self.problem = problem
-
-    @property
-    def spec(self) -> ButtonSpec:
-        return BUTTONS[self.code]
-
-    @property
-    def tile(self) -> int | None:
-        return int(self.argument) if self.code in ("u", "v") and self.argument else None
 
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> JobButton:
-        code, job_id, argument, problem = parse_custom_id(match["payload"])
+        button, job_id, problem = parse_custom_id(match["payload"])
         style = getattr(item, "style", discord.ButtonStyle.secondary)
-        label, emoji = getattr(item, "label", None), getattr(item, "emoji", None)
-        return cls(code, job_id, argument, label=label, emoji=emoji, style=style, problem=problem)
+        return cls(job_id, button, style=style, problem=problem, raw_id=match.string)
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        handler = interaction.client.get_cog("Buttons")  # type: ignore[attr-defined]
-        await handler.clicked(interaction, self)
+        await _handler(interaction).clicked(interaction, self)
 
 
-def parse_custom_id(payload: str) -> tuple[str, str, str | None, str | None]:
-    """(code, job id, argument, problem): problem says what is wrong with a forged or broken id."""
-    parts = payload.split(":")
-    code, job_id = [*parts, "", ""][:2]
-    argument = parts[2] if len(parts) > 2 else None
-    if code not in BUTTONS or len(parts) > 3:
-        return code, job_id, argument, "This button is not one of dreamloom's; it may come from an old version"
-    if not _JOB_ID.fullmatch(job_id):
-        return code, job_id, argument, "This button does not name a valid job"
-    if code in ("u", "v") and argument not in ("1", "2", "3", "4"):
-        return code, job_id, argument, "This button names no image of the grid (1-4)"
-    if code == "z" and argument not in _ZOOMS:
-        return code, job_id, argument, "This zoom button has no valid scale"
-    if code == "p" and argument not in _PANS:
-        return code, job_id, argument, "This pan button has no valid direction"
-    if code not in ("u", "v", "z", "p") and argument is not None:
-        return code, job_id, argument, "This button carries an argument it does not take"
-    return code, job_id, argument, None
-
-
-def grid_view(job_id: str) -> discord.ui.View:
-    """U1-U4 and 🔄 on the first row, V1-V4 on the second, as MidJourney lays them out."""
+def view_for(job_id: str, kind: ResultKind, size: tuple[int, int] | None) -> discord.ui.View:
+    """The buttons under a result, laid out as MidJourney does: under a grid U1-U4 and 🔄, then V1-V4; under
+    a single image the upscales and variations, the zooms and Make Square, then the four pans (less what
+    cannot start from an image of ``size``)."""
     view = discord.ui.View(timeout=None)
-    for tile in range(1, 5):
-        view.add_item(JobButton("u", job_id, str(tile), label=f"U{tile}", row=0))
-    view.add_item(JobButton("r", job_id, emoji="🔄", row=0))
-    for tile in range(1, 5):
-        view.add_item(JobButton("v", job_id, str(tile), label=f"V{tile}", row=1))
+    for row_number, row in enumerate(buttons(kind, size)):
+        for button in row:
+            view.add_item(JobButton(job_id, button, row=row_number))
     return view
 
 
-def single_view(job_id: str) -> discord.ui.View:
-    """The follow-ups of one image: upscales and variations, zooms and square, then the four pans."""
-    view = discord.ui.View(timeout=None)
-    for code in ("us", "uc", "vs", "vx"):
-        view.add_item(JobButton(code, job_id, label=BUTTONS[code].label, row=0))
-    for scale, label in _ZOOMS.items():
-        view.add_item(JobButton("z", job_id, scale, label=label, emoji="🔍", row=1))
-    view.add_item(JobButton("zc", job_id, label="Custom Zoom", emoji="🔍", row=1))
-    view.add_item(JobButton("sq", job_id, label="Make Square", emoji="↔️", row=1))
-    for direction, emoji in _PANS.items():
-        view.add_item(JobButton("p", job_id, direction, emoji=emoji, row=2))
-    return view
-
-
-def mark_used(message: discord.Message, custom_id: str) -> discord.ui.View:
+def mark_used(message: discord.Message, clicked: str) -> discord.ui.View:
     """The message's buttons with the clicked one highlighted, as MidJourney marks a used U or V."""
     view = discord.ui.View.from_message(message, timeout=None)
     for item in view.children:
-        if isinstance(item, discord.ui.Button) and item.custom_id == custom_id:
+        if isinstance(item, discord.ui.Button) and item.custom_id == clicked:
             item.style = discord.ButtonStyle.primary
     return view
 
@@ -162,8 +159,7 @@ class RemixModal(discord.ui.Modal, title="Remix prompt"):
         self.prompt.default = current
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        handler = interaction.client.get_cog("Buttons")  # type: ignore[attr-defined]
-        await handler.follow_up(interaction, self.button, remix=str(self.prompt.value))
+        await _handler(interaction).follow_up(interaction, self.button, remix=str(self.prompt.value))
 
 
 class ZoomModal(discord.ui.Modal, title="Custom Zoom"):
@@ -181,5 +177,5 @@ class ZoomModal(discord.ui.Modal, title="Custom Zoom"):
         self.button = button
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        handler = interaction.client.get_cog("Buttons")  # type: ignore[attr-defined]
-        await handler.follow_up(interaction, self.button, zoom=(str(self.scale.value), str(self.aspect.value)))
+        zoom = (str(self.scale.value), str(self.aspect.value))
+        await _handler(interaction).follow_up(interaction, self.button, zoom=zoom)

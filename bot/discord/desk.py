@@ -20,11 +20,11 @@ from typing import Any, TypeVar, cast
 import discord
 from PIL import Image
 
-from bot.discord.components import grid_view, single_view
+from bot.discord.components import view_for
 from bot.discord.messages import result_content, result_embed
 from bot.discord.prefs import PreferenceStore
 from bot.discord.settings import BotSettings
-from engine.jobs import GRID_ACTIONS
+from engine.actions import ResultKind
 from tasks.artifacts import GRID
 from tasks.client import JobClient
 from tasks.records import Job
@@ -89,7 +89,7 @@ class Desk:
             result_content(job),
             embed=result_embed(job, manifest, picture.filename),
             file=picture,
-            view=grid_view(job.id) if job.action in GRID_ACTIONS else single_view(job.id),
+            view=view_for(job.id, job.kind, job.size),
             allowed_mentions=discord.AllowedMentions(users=True, everyone=False, roles=False),
         )
         await self.remember(message.id, job.id)
@@ -111,7 +111,7 @@ class Desk:
     async def picture_file(self, job: Job) -> discord.File:
         """The picture to post: a grid is stored as the JPEG the bot posts; a single image is converted."""
         filename = f"dreamloom_{job.id[:8]}.jpg"
-        if job.action in GRID_ACTIONS:
+        if job.kind is ResultKind.GRID:
             data = await self.call(self.client.artifact, job.id, GRID)
         else:
             data = await self.call(encode_for_discord, await self.call(self.client.artifact, job.id, "1"))

@@ -6,6 +6,7 @@ Torch-free; no I/O. Errors follow MidJourney's style: a title ("Invalid paramete
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import discord
@@ -15,22 +16,22 @@ from engine.jobs import Action, JobStatus
 from tasks.client import QueueInfo
 from tasks.records import Job
 
-__all__ = ["NotHere", "describe_error", "error_embed", "job_line", "result_content", "result_embed", "status_text"]
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "NotHere",
+    "describe_error",
+    "error_embed",
+    "job_line",
+    "reply_error",
+    "result_content",
+    "result_embed",
+    "status_text",
+]
 
 ERROR_COLOUR = discord.Colour.red()
 INFO_COLOUR = discord.Colour.blurple()
 _MAX_PROMPT_SHOWN = 1500
-
-_ACTION_TITLES = {
-    Action.VARY_SUBTLE: "Variations (Subtle)",
-    Action.VARY_STRONG: "Variations (Strong)",
-    Action.UPSCALE_SUBTLE: "Upscaled (Subtle)",
-    Action.UPSCALE_CREATIVE: "Upscaled (Creative)",
-    Action.ZOOM_OUT: "Zoom Out",
-    Action.PAN: "Pan",
-    Action.MAKE_SQUARE: "Make Square",
-    Action.REROLL: "Re-roll",
-}
 
 
 class NotHere(Refusal):
@@ -78,16 +79,14 @@ def status_text(job: Job, info: QueueInfo | None = None, percent: int | None = N
 
 def job_line(job: Job, status: str) -> str:
     """**a lighthouse --ar 16:9** - <@123> (queued, position 2) (fast)"""
-    title = _ACTION_TITLES.get(job.action)
-    prefix = f"{title} of " if title and job.action is not Action.REROLL else ""
+    prefix = f"{job.label} of " if job.label and job.action is not Action.REROLL else ""
     return f"{prefix}**{prompt_shown(job)}** - <@{job.owner}> ({status}) ({job.mode})"
 
 
 def result_content(job: Job) -> str:
     if job.action is Action.SEPARATE:
-        return f"**{prompt_shown(job)}** - Image #{job.tile} <@{job.owner}>"
-    title = _ACTION_TITLES.get(job.action)
-    suffix = f" - {title}" if title else ""
+        return f"**{prompt_shown(job)}** - {job.label} <@{job.owner}>"
+    suffix = f" - {job.label}" if job.label else ""
     return f"**{prompt_shown(job)}** - <@{job.owner}>{suffix} ({job.mode})"
 
 
@@ -112,3 +111,15 @@ def info_embed(title: str, rows: list[tuple[str, str]], description: str | None 
     for name, value in rows:
         embed.add_field(name=name, value=value or "-", inline=True)
     return embed
+
+
+async def reply_error(interaction: discord.Interaction, title: str, line: str) -> None:
+    """An ephemeral error, whether or not the interaction was answered already."""
+    embed = error_embed(title, line)
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(embed=embed, ephemeral=True)
+        else:
+            await interaction.response.send_message(embed=embed, ephemeral=True)
+    except discord.HTTPException:
+        log.warning("could not tell the user about an error: %s: %s", title, line)

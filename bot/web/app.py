@@ -5,7 +5,7 @@
     GET  /api/jobs?limit=50         your jobs, newest first (the channel's history and the gallery)
     GET  /api/jobs/{id}             one job, with its recipe, notes and lineage once it is done
     POST /api/imagine               {"prompt": "...", "mode": "fast"}: one job per prompt of {…} and --repeat
-    POST /api/jobs/{id}/actions     {"action": "separate", "tile": 1, ...}: a button
+    POST /api/jobs/{id}/actions     {"action": "separate", "index": 1, ...}: a button
     POST /api/jobs/{id}/cancel
     GET  /api/events                server-sent events: every job event, as it happens
     GET  /files/{id}/{name}         grid.jpg, 1.webp-4.webp (lossless), preview.webp, job.json
@@ -31,8 +31,9 @@ from redis.exceptions import RedisError
 
 from bot.default_model import ModelNotice
 from bot.web.jobviews import job_view
-from engine.errors import DreamloomError, UnknownJob
-from engine.jobs import Action, JobStatus
+from engine.actions import FollowUpOptions
+from engine.errors import DreamloomError, Refusal, UnknownJob
+from engine.jobs import Action, JobStatus, PanDirection
 from engine.prompt import requests_of
 from tasks.artifacts import ARTIFACT_NAMES, content_type, file_name
 from tasks.client import JobClient
@@ -53,6 +54,12 @@ MAX_LISTED = 200
 _FILES = {file_name(name): name for name in ARTIFACT_NAMES}
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 _HEARTBEAT_SECONDS = 15.0
+
+
+class BadRequest(Refusal):
+    """A request this API cannot read: the message names the field to fix."""
+
+    title = "Bad request"
 
 
 class Hub:
@@ -237,7 +244,7 @@ async def _jobs(request: web.Request) -> web.StreamResponse:
     try:
         limit = max(1, min(MAX_LISTED, int(request.query.get("limit", "50"))))
     except ValueError:
-        return _bad("Bad request", "limit must be a whole number", 400)
+        raise BadRequest("limit must be a whole number") from None
     jobs = await playground.call(playground.client.jobs_of, playground.user, None, limit)
     return web.json_response({"jobs": [job_view(job) for job in jobs]})
 
@@ -268,9 +275,7 @@ async def _imagine(request: web.Request) -> web.StreamResponse:
     playground = request.app[PLAYGROUND]
     body = await _body(request)
     text = str(body.get("prompt", "")).strip()
-    mode = str(body.get("mode", "fast"))
-    if mode not in MODES:
-        return _bad("Bad request", f"mode must be one of {', '.join(MODES)}", 400)
+    mode = _mode(body)
     submitted: list[Job] = []
     try:
         for imagine in requests_of(text):  # every prompt is checked before the first is submitted
@@ -292,24 +297,26 @@ async def _action(request: web.Request) -> web.StreamResponse:
     body = await _body(request)
     try:
         action = Action(str(body.get("action")))
-        tile = int(body["tile"]) if body.get("tile") is not None else None
-        scale = float(body["scale"]) if body.get("scale") is not None else None
-        aspect = _aspect(body.get("aspect"))
+        index = int(body["index"]) if body.get("index") is not None else None
+        options = FollowUpOptions(
+            scale=float(body["scale"]) if body.get("scale") is not None else None,
+            aspect=_aspect(body.get("aspect")),
+            direction=PanDirection(str(body["direction"])) if body.get("direction") is not None else None,
+        )
     except (ValueError, TypeError):
-        return _bad("Bad request", "action, tile, scale or aspect is not valid", 400)
+        raise BadRequest("action, index, scale, aspect or direction is not valid") from None
     if action is Action.IMAGINE:
-        return _bad("Bad request", "use /api/imagine for a new prompt", 400)
+        raise BadRequest("use /api/imagine for a new prompt")
+    mode = _mode(body)
     job = await playground.call(
         playground.client.follow_up,
         request.match_info["job"],
         action,
         owner=playground.user,
-        tile=tile,
+        index=index,
         channel=PLAYGROUND_CHANNEL,
-        mode=str(body.get("mode", "fast")),
-        scale=scale,
-        aspect=aspect,
-        direction=body.get("direction"),
+        mode=mode,
+        options=options,
     )
     return web.json_response({"job": job_view(job)})
 
@@ -369,10 +376,17 @@ async def _body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
     except ValueError:
-        raise web.HTTPBadRequest(text="the body is not JSON") from None
+        raise BadRequest("the body is not JSON") from None
     if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text="the body must be a JSON object")
+        raise BadRequest("the body must be a JSON object")
     return body
+
+
+def _mode(body: dict[str, Any]) -> str:
+    mode = str(body.get("mode", "fast"))
+    if mode not in MODES:
+        raise BadRequest(f"mode must be one of {', '.join(MODES)}")
+    return mode
 
 
 def _aspect(value: Any) -> tuple[int, int] | None:

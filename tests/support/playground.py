@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import os
 import random
@@ -28,10 +27,9 @@ from typing import Any
 from aiohttp import web
 from PIL import Image, ImageDraw, ImageFilter
 
-from engine.grid import compose_grid
+from engine.callbacks import CancelCheck, ProgressCallback
 from engine.null import NullEngine
 from engine.registry import Registry
-from engine.results import GenerationResult
 from tasks.settings import Settings
 
 JOB_DONE = re.compile(r"^job ([0-9a-f]{32}) done", re.MULTILINE)
@@ -93,39 +91,25 @@ def paint(seed: int, size: tuple[int, int]) -> Image.Image:
     return image
 
 
-class PaintEngine:
-    """Wraps a NullEngine: painted images, blurry previews, ``step_seconds`` per step."""
+class PaintEngine(NullEngine):
+    """A NullEngine that paints its images (a shape chosen by each image's seed) and sends blurry previews,
+    taking ``step_seconds`` per step."""
 
     def __init__(self, registry: Registry, step_seconds: float = 0.0) -> None:
-        self.inner = NullEngine(registry, steps=4)
+        super().__init__(registry, steps=4)
         self.step_seconds = step_seconds
 
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.inner, name)
-        if name == "separate" or not callable(method):
-            return method
+    def picture(self, seed: int, size: tuple[int, int]) -> Image.Image:
+        return paint(seed, size)
 
-        def run(*args: Any, **options: Any) -> Any:
-            progress = options.get("progress")
-            seed = options.get("seed") or 0
+    def steps(self, progress: ProgressCallback | None, cancel: CancelCheck | None, seed: int) -> None:
+        def slow_progress(step: int, total: int, _preview: Image.Image | None) -> None:
+            time.sleep(self.step_seconds)
+            preview = paint(seed, (64, 64)).filter(ImageFilter.GaussianBlur(8 - 2 * step))
             if progress is not None:
+                progress(step, total, preview if step < total else None)
 
-                def slow_progress(step: int, total: int, _preview: Any) -> None:
-                    time.sleep(self.step_seconds)
-                    preview = paint(seed, (64, 64)).filter(ImageFilter.GaussianBlur(8 - 2 * step))
-                    progress(step, total, preview if step < total else None)
-
-                options["progress"] = slow_progress
-            result = method(*args, **options)
-            return _painted(result) if isinstance(result, GenerationResult) and result.grid is not None else result
-
-        return run
-
-
-def _painted(result: GenerationResult) -> GenerationResult:
-    size = result.images[0].size
-    images = tuple(paint(seed, size) for seed in result.recipe.image_seeds)
-    return dataclasses.replace(result, images=images, grid=compose_grid(images))
+        super().steps(slow_progress, cancel, seed)
 
 
 def local_settings(redis_url: str, folder: Path) -> Settings:

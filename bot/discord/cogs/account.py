@@ -8,8 +8,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord.bot import DreamloomBot, reply_error
-from bot.discord.messages import info_embed, status_text
+from bot.discord.bot import DreamloomBot
+from bot.discord.messages import info_embed, reply_error, status_text
 from engine.errors import UnknownJob
 from engine.jobs import JobStatus
 from tasks.records import FAST, RELAX

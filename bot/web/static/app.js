@@ -78,7 +78,7 @@ function replyLine(view) {
   return el("div", { class: "reply" }, "↪ ",
     el("a", { href: `#job-${view.parent}`, onclick: (event) => { event.preventDefault(); focusJob(view.parent); } },
       el("b", {}, parent ? parent.prompt : view.parent.slice(0, 8)),
-      view.tile ? ` (image ${view.tile})` : ""));
+      view.index ? ` (image ${view.index})` : ""));
 }
 
 const SHOWN_SIDE = 400;  // images are shown to fit this square, small ones enlarged, as Discord shows them
@@ -178,8 +178,8 @@ function ephemeral(title, text) {
 
 async function press(view, button, node) {
   const body = { action: button.action };
-  for (const key of ["tile", "scale", "direction"]) if (button[key] !== undefined) body[key] = button[key];
-  if (button.ask === "scale") {
+  for (const key of ["index", "scale", "direction"]) if (button[key] !== undefined) body[key] = button[key];
+  if (button.ask === "zoom") {
     const answer = window.prompt("Zoom out by (1.0 to 2.0); add --ar W:H to change the shape", "1.5");
     if (answer === null) return;
     const [scale, , aspect] = answer.trim().split(/\s+/);

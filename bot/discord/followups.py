@@ -1,33 +1,40 @@
 """What a click on a result's button does: start the follow-up job (after the remix or zoom form when one
-is due), highlight the used button, and show the new job's message."""
+is due), highlight the used button, and show the new job's message.
+
+``FollowUps`` belongs to the bot (``DreamloomBot.followups``); the buttons and forms of
+``bot.discord.components`` hand their clicks to it.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import discord
-from discord.ext import commands
 
-from bot.discord.bot import DreamloomBot, reply_error
 from bot.discord.components import JobButton, RemixModal, ZoomModal, mark_used
-from bot.discord.messages import describe_error, job_line, status_text
+from bot.discord.messages import describe_error, job_line, reply_error, status_text
 from bot.discord.prefs import apply_preferences
+from engine.actions import ACTIONS, FollowUpOptions
 from engine.errors import DreamloomError, PromptError
 from engine.jobs import Action, JobStatus
 from engine.prompt import parse
 
+if TYPE_CHECKING:
+    from bot.discord.bot import DreamloomBot
+
+__all__ = ["FollowUps"]
+
 log = logging.getLogger(__name__)
 
-_REMIXABLE = {Action.VARY_SUBTLE, Action.VARY_STRONG, Action.REROLL}
 
-
-class Buttons(commands.Cog):
+class FollowUps:
     def __init__(self, bot: DreamloomBot) -> None:
         self.bot = bot
 
     async def clicked(self, interaction: discord.Interaction, button: JobButton) -> None:
-        if button.problem is not None:
-            await reply_error(interaction, "Unknown button", button.problem)
+        if button.button is None:
+            await reply_error(interaction, "Unknown button", button.problem or "This button is not one of dreamloom's")
             return
         desk = self.bot.desk
         try:
@@ -37,10 +44,10 @@ class Buttons(commands.Cog):
         except Exception as exc:
             await reply_error(interaction, *describe_error(exc))
             return
-        if button.code == "zc":
+        if button.button.asks:
             await interaction.response.send_modal(ZoomModal(button))
             return
-        if prefs.remix and self.action_of(button, prefs.variation) in _REMIXABLE:
+        if prefs.remix and ACTIONS[self.action_of(button, prefs.variation)].remixable:
             await interaction.response.send_modal(RemixModal(button, parent.request.to_prompt()))
             return
         await self.follow_up(interaction, button)
@@ -62,19 +69,18 @@ class Buttons(commands.Cog):
             if remix is not None:
                 await self.bot.check_guild(interaction, remix)
                 request = parse(apply_preferences(remix, prefs))
-            options = self.options(button, zoom)
             channel = interaction.channel
             job = await desk.call(
                 desk.client.follow_up,
                 button.job_id,
                 self.action_of(button, prefs.variation),
                 owner=user,
-                tile=button.tile,
+                index=button.button.index if button.button else None,
                 guild=str(interaction.guild_id) if interaction.guild_id else None,
                 channel=str(channel.id) if channel else None,
                 mode=prefs.mode,
                 request=request,
-                **options,
+                options=self.options(button, zoom),
             )
         except Exception as exc:
             if not isinstance(exc, DreamloomError):
@@ -91,27 +97,25 @@ class Buttons(commands.Cog):
 
     @staticmethod
     def action_of(button: JobButton, variation: str) -> Action:
-        if button.code == "v":
+        """The button's action; V1-V4 vary subtly or strongly as the clicker's /settings say."""
+        assert button.button is not None
+        if button.button.key == "v":
             return Action.VARY_SUBTLE if variation == "subtle" else Action.VARY_STRONG
-        return button.spec.action
+        return button.button.action
 
     @staticmethod
-    def options(button: JobButton, zoom: tuple[str, str] | None) -> dict[str, object]:
-        if button.code == "z":
-            return {"scale": float(button.argument or 2)}
-        if button.code == "p":
-            return {"direction": button.argument}
+    def options(button: JobButton, zoom: tuple[str, str] | None) -> FollowUpOptions:
+        """The button's own options, or the Custom Zoom form's scale and aspect ratio."""
+        assert button.button is not None
         if zoom is None:
-            return {}
+            return button.button.options
         scale_text, aspect_text = (part.strip() for part in zoom)
         try:
             scale = float(scale_text)
         except ValueError:
             raise PromptError("zoom", f"Zoom must be a number from 1.0 to 2.0 (got {scale_text!r})") from None
-        aspect = None
-        if aspect_text:
-            aspect = parse(f"x --ar {aspect_text}").aspect
-        return {"scale": scale, "aspect": aspect}
+        aspect = parse(f"x --ar {aspect_text}").aspect if aspect_text else None
+        return FollowUpOptions(scale=scale, aspect=aspect)
 
     async def mark(self, interaction: discord.Interaction, button: JobButton) -> None:
         """Highlight the used button on its message, as MidJourney does; a failure here changes nothing."""
@@ -122,7 +126,3 @@ class Buttons(commands.Cog):
             await message.edit(view=mark_used(message, button.custom_id))
         except discord.HTTPException:
             log.info("could not mark button %s as used", button.custom_id)
-
-
-async def setup(bot: DreamloomBot) -> None:
-    await bot.add_cog(Buttons(bot))
