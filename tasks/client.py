@@ -84,6 +84,16 @@ class JobClient:
     def from_env(cls) -> JobClient:
         return cls(Settings.from_env())
 
+    def close(self) -> None:
+        """Close the client's Redis connections (the broker's close with the process)."""
+        self.redis.close()
+
+    def __enter__(self) -> JobClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     # --- new jobs ------------------------------------------------------------------------------------
 
     def submit(

@@ -5,6 +5,11 @@ until the group reads them, and an event read but not acknowledged (the reader c
 to the same consumer on restart, or claimed by another consumer of the group once it has been idle.
 Final events (done, failed, cancelled) are written by ``JobStore.finish`` in the same atomic step as the
 status change; progress and started events are written here.
+
+Synchronous readers (the command line, workers, benchmarks) use ``EventBus`` and ``EventTail``; the asyncio
+front doors (the Discord bot, the web playground) use ``AsyncEventBus`` and ``AsyncEventTail`` on
+``redis.asyncio``, so waiting for events holds no thread. Both read in the same order, with the same
+parsing below.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ from enum import StrEnum
 from typing import Any, cast
 
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import ResponseError
 
 from tasks.job_store import EVENT_STREAM, EVENT_STREAM_MAXLEN
 
-__all__ = ["EventBus", "EventTail", "EventType", "JobEvent"]
+__all__ = ["AsyncEventBus", "AsyncEventTail", "EventBus", "EventTail", "EventType", "JobEvent"]
 
 CLAIM_IDLE_MS = 60_000  # an event unacknowledged this long by a consumer that went away is taken over
 
@@ -91,34 +97,35 @@ class EventBus:
     def __init__(self, redis: Redis, stream: str = EVENT_STREAM) -> None:
         self.redis = redis
         self.stream = stream
+        self._groups: set[str] = set()  # groups known to exist
         self._caught_up: set[tuple[str, str]] = set()  # (group, consumer) pairs whose own backlog was read
 
     def emit(self, event: JobEvent) -> str:
         fields = cast(dict[Any, Any], event.fields())
-        entry = self.redis.xadd(self.stream, fields, maxlen=EVENT_STREAM_MAXLEN, approximate=True)
-        return entry.decode() if isinstance(entry, bytes) else str(entry)
+        return _text(self.redis.xadd(self.stream, fields, maxlen=EVENT_STREAM_MAXLEN, approximate=True))
 
     def ensure_group(self, group: str) -> None:
         """Create ``group`` reading from the start of the stream (nothing written before it is missed)."""
-        try:
-            self.redis.xgroup_create(self.stream, group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        if group not in self._groups:
+            try:
+                self.redis.xgroup_create(self.stream, group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            self._groups.add(group)
 
     def read(self, group: str, consumer: str, count: int = 20, block_ms: int = 1000) -> list[JobEvent]:
         """The next events for ``consumer``: first its own unacknowledged ones (after a restart), then
         events idle at consumers that went away, then new events (waiting up to ``block_ms``)."""
         self.ensure_group(group)
         if (group, consumer) not in self._caught_up:
-            backlog = self._read(group, consumer, "0", count, None)
-            if backlog:
+            if backlog := _events(self.redis.xreadgroup(group, consumer, {self.stream: "0"}, count=count)):
                 return backlog
             self._caught_up.add((group, consumer))
-        claimed: Any = self.redis.xautoclaim(self.stream, group, consumer, CLAIM_IDLE_MS, "0-0", count=count)
-        if claimed and claimed[1]:
-            return [JobEvent.from_fields(entry_id, fields) for entry_id, fields in claimed[1] if fields]
-        return self._read(group, consumer, ">", count, block_ms)
+        claimed = self.redis.xautoclaim(self.stream, group, consumer, CLAIM_IDLE_MS, "0-0", count=count)
+        if events := _claimed_events(claimed):
+            return events
+        return _events(self.redis.xreadgroup(group, consumer, {self.stream: ">"}, count=count, block=block_ms))
 
     def ack(self, group: str, *event_ids: str) -> None:
         if event_ids:
@@ -128,14 +135,44 @@ class EventBus:
         """Follow events from now on, without a consumer group (see ``EventTail``)."""
         return EventTail(self.redis, self.stream)
 
-    def _read(self, group: str, consumer: str, start: str, count: int, block_ms: int | None) -> list[JobEvent]:
-        response: Any = self.redis.xreadgroup(group, consumer, {self.stream: start}, count=count, block=block_ms)
-        events = []
-        for _stream, entries in response or []:
-            for entry_id, fields in entries:
-                if fields:  # entries trimmed away from the stream come back empty
-                    events.append(JobEvent.from_fields(entry_id, fields))
-        return events
+
+class AsyncEventBus:
+    """``EventBus``'s reading side on ``redis.asyncio``, for the front doors that run an event loop."""
+
+    def __init__(self, redis: AsyncRedis, stream: str = EVENT_STREAM) -> None:
+        self.redis = redis
+        self.stream = stream
+        self._groups: set[str] = set()
+        self._caught_up: set[tuple[str, str]] = set()
+
+    async def ensure_group(self, group: str) -> None:
+        if group not in self._groups:
+            try:
+                await self.redis.xgroup_create(self.stream, group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            self._groups.add(group)
+
+    async def read(self, group: str, consumer: str, count: int = 20, block_ms: int = 1000) -> list[JobEvent]:
+        """As ``EventBus.read``: the consumer's own backlog, then idle events, then new ones."""
+        await self.ensure_group(group)
+        if (group, consumer) not in self._caught_up:
+            if backlog := _events(await self.redis.xreadgroup(group, consumer, {self.stream: "0"}, count=count)):
+                return backlog
+            self._caught_up.add((group, consumer))
+        claimed = await self.redis.xautoclaim(self.stream, group, consumer, CLAIM_IDLE_MS, "0-0", count=count)
+        if events := _claimed_events(claimed):
+            return events
+        return _events(await self.redis.xreadgroup(group, consumer, {self.stream: ">"}, count=count, block=block_ms))
+
+    async def ack(self, group: str, *event_ids: str) -> None:
+        if event_ids:
+            await self.redis.xack(self.stream, group, *event_ids)
+
+    async def tail(self) -> AsyncEventTail:
+        """Follow events from now on, without a consumer group (see ``EventTail``)."""
+        return AsyncEventTail(self.redis, self.stream, _newest_id(await self.redis.xrevrange(self.stream, count=1)))
 
 
 class EventTail:
@@ -147,19 +184,59 @@ class EventTail:
     def __init__(self, redis: Redis, stream: str) -> None:
         self.redis = redis
         self.stream = stream
-        newest: Any = redis.xrevrange(stream, count=1)
-        self.last_id: str = _text(newest[0][0]) if newest else "0-0"
+        self.last_id = _newest_id(redis.xrevrange(stream, count=1))
 
     def read(self, block_ms: int = 1000, count: int = 100) -> list[JobEvent]:
         """Events after the last one read, waiting up to ``block_ms`` for the first."""
-        response: Any = self.redis.xread({self.stream: self.last_id}, count=count, block=block_ms)
-        events = []
-        for _stream, entries in response or []:
-            for entry_id, fields in entries:
-                self.last_id = _text(entry_id)
-                if fields:
-                    events.append(JobEvent.from_fields(entry_id, fields))
+        events, self.last_id = _tail(self.redis.xread({self.stream: self.last_id}, count=count, block=block_ms),
+                                     self.last_id)  # fmt: skip
         return events
+
+
+class AsyncEventTail:
+    """``EventTail`` on ``redis.asyncio``."""
+
+    def __init__(self, redis: AsyncRedis, stream: str, last_id: str) -> None:
+        self.redis = redis
+        self.stream = stream
+        self.last_id = last_id
+
+    async def read(self, block_ms: int = 1000, count: int = 100) -> list[JobEvent]:
+        response = await self.redis.xread({self.stream: self.last_id}, count=count, block=block_ms)
+        events, self.last_id = _tail(response, self.last_id)
+        return events
+
+
+# --- reading Redis's answers, for both kinds of reader ---------------------------------------------------
+
+
+def _events(response: Any) -> list[JobEvent]:
+    """The events of an XREADGROUP answer; entries trimmed away from the stream come back empty."""
+    return [JobEvent.from_fields(entry_id, fields) for _, entries in response or [] for entry_id, fields in entries
+            if fields]  # fmt: skip
+
+
+def _claimed_events(response: Any) -> list[JobEvent]:
+    """The events of an XAUTOCLAIM answer: (next start, entries, deleted ids)."""
+    if not response or not response[1]:
+        return []
+    return [JobEvent.from_fields(entry_id, fields) for entry_id, fields in response[1] if fields]
+
+
+def _tail(response: Any, last_id: str) -> tuple[list[JobEvent], str]:
+    """The events of an XREAD answer, and the id to read after next time."""
+    events = []
+    for _stream, entries in response or []:
+        for entry_id, fields in entries:
+            last_id = _text(entry_id)
+            if fields:
+                events.append(JobEvent.from_fields(entry_id, fields))
+    return events, last_id
+
+
+def _newest_id(response: Any) -> str:
+    """The id of the newest entry (an XREVRANGE answer of one), or the start of the stream."""
+    return _text(response[0][0]) if response else "0-0"
 
 
 def _text(value: bytes | str) -> str:

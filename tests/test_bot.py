@@ -3,6 +3,7 @@ the real job system (redis-server, a Celery worker, the S3 server) and the tiny 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -321,3 +322,30 @@ def test_admins_limit_channels_and_block_phrases(world):
     elsewhere = world.reply(world.slash("imagine", {"prompt": "a cat"})).embeds[0]
     assert elsewhere["title"] == "Not here"
     assert f"<#{other.id}>" in elsewhere["description"]
+
+
+@pytest.mark.anyio
+async def test_the_bot_waits_for_events_on_asyncio_redis_and_closes_it_when_it_stops(discord_double, client):
+    """Job events are read with redis.asyncio (a blocked XREADGROUP on the bot's own connection, no thread
+    held per poll), and stopping the bot closes that connection."""
+    import asyncio
+
+    from bot.discord.launcher import REDIS_CLIENT_NAME, run_discord_bot
+    from bot.discord.settings import BotSettings
+    from tasks.settings import Secret
+
+    def bot_connections() -> list[dict[str, Any]]:
+        return [c for c in client.redis.client_list() if c.get("name") == REDIS_CLIENT_NAME]
+
+    settings = BotSettings(token=Secret(discord_double.token), consumer="lifecycle")
+    task = asyncio.create_task(run_discord_bot(settings, client))
+    try:
+        await discord_double.wait_until_connected()
+        await discord_double.wait_for(
+            lambda: any(c["cmd"] == "xreadgroup" for c in bot_connections()), timeout=30, what="an XREADGROUP"
+        )
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await discord_double.wait_for(lambda: not bot_connections(), timeout=10, what="the bot's connections to close")

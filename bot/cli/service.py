@@ -469,15 +469,9 @@ def run_web(service: ServiceSettings) -> int:
 
 def run_bot() -> int:
     """The Discord bot alone, on the job system of the environment."""
-    run_discord_bot, bot_settings = _load_discord_bot()
-    client = JobClient.from_env()
-    try:
-        asyncio.run(run_discord_bot(bot_settings, client))
-    except KeyboardInterrupt:
-        pass
-    finally:
-        client.redis.close()
-    return 0
+    from bot.discord.launcher import main
+
+    return main()
 
 
 # --- the CLI's connection --------------------------------------------------------------------------------

@@ -2,4 +2,4 @@
 
 from bot.discord.launcher import main
 
-main()
+raise SystemExit(main())

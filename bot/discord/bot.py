@@ -7,6 +7,7 @@ import logging
 import discord
 from discord import app_commands
 from discord.ext import commands
+from redis.asyncio import Redis as AsyncRedis
 
 from bot.discord.components import JobButton
 from bot.discord.desk import Desk
@@ -25,11 +26,12 @@ EXTENSIONS = tuple(f"bot.discord.cogs.{name}" for name in ("imagine", "results",
 
 
 class DreamloomBot(commands.Bot):
-    def __init__(self, client: JobClient, settings: BotSettings) -> None:
+    def __init__(self, client: JobClient, redis: AsyncRedis, settings: BotSettings) -> None:
+        """``client`` and ``redis`` are the launcher's, which closes them (``bot.discord.launcher``)."""
         intents = discord.Intents.default()  # guilds, reactions and DMs; no message content needed
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None)
         self.settings = settings
-        self.desk = Desk(client, settings)
+        self.desk = Desk(client, redis, settings)
         self.followups = FollowUps(self)  # what the buttons under results do (bot.discord.components)
         self.tree.error(self.on_app_command_error)
 
@@ -49,7 +51,7 @@ class DreamloomBot(commands.Bot):
         """Refuse commands outside the guild's chosen channels, and prompts with its banned phrases."""
         if interaction.guild_id is None:
             return
-        config = await self.desk.call(self.desk.prefs.guild, str(interaction.guild_id))
+        config = await self.desk.prefs.guild(str(interaction.guild_id))
         if not config.allows(interaction.channel_id):
             channels = ", ".join(f"<#{c}>" for c in sorted(config.channels))
             raise NotHere(f"dreamloom answers in {channels} on this server")

@@ -1,8 +1,9 @@
-"""The bot's side of the job system: async access to ``JobClient``, user preferences, and the bot's own
-records (which message shows which job), plus posting job messages and results.
+"""The bot's side of the job system: async access to ``JobClient``, user preferences, job events, and the
+bot's own records (which message shows which job), plus posting job messages and results.
 
-``JobClient`` is synchronous (a Redis round trip is well under a millisecond on a LAN); calls go through
-``asyncio.to_thread`` so a slow moment never blocks the gateway.
+The bot's own Redis data (preferences, the message map) and its waiting for job events use ``redis.asyncio``
+on the event loop. ``JobClient`` is synchronous (it also sends to Celery and reads storage through boto3);
+its calls go through ``asyncio.to_thread`` so a slow moment never blocks the gateway.
 
 Results are posted at most once: a mark on the job says "posting" before the message goes out and
 "posted:<id>" after. A bot that crashed in between finds its message in the channel's recent history
@@ -19,6 +20,7 @@ from typing import Any, TypeVar, cast
 
 import discord
 from PIL import Image
+from redis.asyncio import Redis as AsyncRedis
 
 from bot.discord.components import view_for
 from bot.discord.messages import result_content, result_embed
@@ -27,6 +29,7 @@ from bot.discord.settings import BotSettings
 from engine.actions import ResultKind
 from tasks.artifacts import GRID
 from tasks.client import JobClient
+from tasks.events import AsyncEventBus
 from tasks.records import Job
 
 __all__ = ["Desk"]
@@ -40,10 +43,12 @@ RESULT_MARK = "discord-result"
 
 
 class Desk:
-    def __init__(self, client: JobClient, settings: BotSettings) -> None:
+    def __init__(self, client: JobClient, redis: AsyncRedis, settings: BotSettings) -> None:
         self.client = client
+        self.redis = redis
         self.settings = settings
-        self.prefs = PreferenceStore(client.redis)
+        self.prefs = PreferenceStore(redis)
+        self.events = AsyncEventBus(redis)
 
     async def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.to_thread(function, *args, **kwargs)
@@ -51,13 +56,13 @@ class Desk:
     # --- which message shows which job ------------------------------------------------------------------
 
     async def remember(self, message_id: int, job_id: str) -> None:
-        await self.call(self.client.redis.set, _MESSAGE_KEY.format(message_id), job_id)
+        await self.redis.set(_MESSAGE_KEY.format(message_id), job_id)
 
     async def forget(self, message_id: int) -> None:
-        await self.call(self.client.redis.delete, _MESSAGE_KEY.format(message_id))
+        await self.redis.delete(_MESSAGE_KEY.format(message_id))
 
     async def job_of_message(self, message_id: int) -> str | None:
-        value = cast(bytes | None, await self.call(self.client.redis.get, _MESSAGE_KEY.format(message_id)))
+        value = cast(bytes | None, await self.redis.get(_MESSAGE_KEY.format(message_id)))
         return value.decode() if value is not None else None
 
     # --- posting ----------------------------------------------------------------------------------------

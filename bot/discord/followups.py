@@ -40,7 +40,7 @@ class FollowUps:
         try:
             await self.bot.check_guild(interaction)
             parent = await desk.call(desk.client.get, button.job_id)
-            prefs = await desk.call(desk.prefs.get, str(interaction.user.id))
+            prefs = await desk.prefs.get(str(interaction.user.id))
         except Exception as exc:
             await reply_error(interaction, *describe_error(exc))
             return
@@ -64,7 +64,7 @@ class FollowUps:
         desk = self.bot.desk
         user = str(interaction.user.id)
         try:
-            prefs = await desk.call(desk.prefs.get, user)
+            prefs = await desk.prefs.get(user)
             request = None
             if remix is not None:
                 await self.bot.check_guild(interaction, remix)

@@ -10,6 +10,7 @@ import signal
 import discord.gateway
 import discord.http
 import yarl
+from redis.asyncio import Redis as AsyncRedis
 
 from bot.discord.bot import DreamloomBot
 from bot.discord.settings import BotSettings
@@ -23,9 +24,12 @@ __all__ = ["main", "run_discord_bot"]
 
 log = logging.getLogger(__name__)
 
+REDIS_CLIENT_NAME = "dreamloom-bot"  # its asyncio connections, as Redis's CLIENT LIST shows them
+
 
 async def run_discord_bot(settings: BotSettings, client: JobClient) -> None:
-    """Log in and serve until cancelled or closed."""
+    """Log in and serve until cancelled or closed. ``client`` is the caller's (it closes it); the bot's own
+    asyncio Redis connection (preferences, the message map, job events) opens here and closes with the bot."""
     if settings.token is None:
         raise ConfigError("DISCORD_TOKEN is not set: create a bot at https://discord.com/developers and set its token")
     if settings.api_url:
@@ -36,23 +40,29 @@ async def run_discord_bot(settings: BotSettings, client: JobClient) -> None:
         start_ops_server(
             "0.0.0.0", settings.metrics_port, registry_for(client.store), lambda: run_checks(client.settings)
         )
-    bot = DreamloomBot(client, settings)
-    async with bot:
+    redis = AsyncRedis.from_url(client.settings.redis_url, client_name=REDIS_CLIENT_NAME)
+    async with redis, DreamloomBot(client, redis, settings) as bot:
         await bot.start(settings.token.reveal())
 
 
-def main() -> None:
+def main() -> int:
+    """``python -m bot.discord`` and ``dreamloom bot``: the bot, configured from the environment, until SIGINT
+    or SIGTERM (Ctrl-C, docker stop); then it logs out and every connection closes."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(_serve_until_signalled())
+    settings = BotSettings.from_env()
+    if settings.token is None:
+        raise ConfigError("DISCORD_TOKEN is not set: create a bot at https://discord.com/developers and set its token")
+    with JobClient.from_env() as client:
+        asyncio.run(_serve_until_signalled(settings, client))
+    return 0
 
 
-async def _serve_until_signalled() -> None:
-    """Run the bot until SIGINT or SIGTERM (Ctrl-C, docker stop), then log out cleanly."""
+async def _serve_until_signalled(settings: BotSettings, client: JobClient) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    bot = asyncio.create_task(run_discord_bot(BotSettings.from_env(), JobClient.from_env()))
+    bot = asyncio.create_task(run_discord_bot(settings, client))
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({bot, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if not bot.done():

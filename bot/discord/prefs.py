@@ -1,11 +1,11 @@
-"""What users and guilds set with /settings, /fast, /relax and /admin, kept in Redis. Torch-free."""
+"""What users and guilds set with /settings, /fast, /relax and /admin, kept in Redis (redis.asyncio)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, cast
 
-from redis import Redis
+from redis.asyncio import Redis
 
 from engine.prompt import given_parameters
 from tasks.records import FAST, MODES
@@ -64,11 +64,13 @@ def apply_preferences(text: str, prefs: Preferences) -> str:
 
 
 class PreferenceStore:
+    """Preferences and server settings, read and written on the event loop."""
+
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
 
-    def get(self, user: str) -> Preferences:
-        raw = cast(dict[bytes, bytes], self.redis.hgetall(f"{_PREFIX}prefs:{user}"))
+    async def get(self, user: str) -> Preferences:
+        raw = cast(dict[bytes, bytes], await self.redis.hgetall(f"{_PREFIX}prefs:{user}"))
         values: dict[str, Any] = {}
         for item in fields(Preferences):
             text = raw.get(item.name.encode())
@@ -83,8 +85,8 @@ class PreferenceStore:
                 values[item.name] = decoded
         return Preferences(**values)
 
-    def update(self, user: str, **changes: Any) -> Preferences:
-        prefs = replace(self.get(user), **changes)
+    async def update(self, user: str, **changes: Any) -> Preferences:
+        prefs = replace(await self.get(user), **changes)
         if prefs.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
         if prefs.variation not in VARIATIONS:
@@ -95,23 +97,23 @@ class PreferenceStore:
             if value is not None
         }
         key = f"{_PREFIX}prefs:{user}"
-        with self.redis.pipeline() as pipe:
+        async with self.redis.pipeline() as pipe:
             pipe.delete(key)
             pipe.hset(key, mapping=cast(Any, encoded))
-            pipe.execute()
+            await pipe.execute()
         return prefs
 
-    def guild(self, guild: str) -> GuildConfig:
-        blocklist = cast(set[bytes], self.redis.smembers(f"{_PREFIX}guild:{guild}:blocklist"))
-        channels = cast(set[bytes], self.redis.smembers(f"{_PREFIX}guild:{guild}:channels"))
+    async def guild(self, guild: str) -> GuildConfig:
+        blocklist = cast(set[bytes], await self.redis.smembers(f"{_PREFIX}guild:{guild}:blocklist"))
+        channels = cast(set[bytes], await self.redis.smembers(f"{_PREFIX}guild:{guild}:channels"))
         return GuildConfig(frozenset(b.decode() for b in blocklist), frozenset(int(c) for c in channels))
 
-    def change_guild(self, guild: str, what: str, add: bool, value: str) -> GuildConfig:
+    async def change_guild(self, guild: str, what: str, add: bool, value: str) -> GuildConfig:
         if what not in ("blocklist", "channels"):
             raise ValueError(f"unknown guild setting {what!r}")
         key = f"{_PREFIX}guild:{guild}:{what}"
         if add:
-            self.redis.sadd(key, value)
+            await self.redis.sadd(key, value)
         else:
-            self.redis.srem(key, value)
-        return self.guild(guild)
+            await self.redis.srem(key, value)
+        return await self.guild(guild)

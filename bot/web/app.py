@@ -11,7 +11,7 @@
     GET  /files/{id}/{name}         grid.jpg, 1.webp-4.webp (lossless), preview.webp, job.json
 
 Expected errors (``engine.errors.DreamloomError``) answer ``{"title": ..., "error": ...}`` with their own HTTP
-status. The client is synchronous: every call to it runs in a thread.
+status. The client is synchronous: every call to it runs in a thread; live events are read on the event loop.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
+from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 
 from bot.default_model import ModelNotice
@@ -37,7 +38,7 @@ from engine.jobs import Action, JobStatus, PanDirection
 from engine.prompt import requests_of
 from tasks.artifacts import ARTIFACT_NAMES, content_type, file_name
 from tasks.client import JobClient
-from tasks.events import EventTail, JobEvent
+from tasks.events import AsyncEventBus, AsyncEventTail, JobEvent
 from tasks.health import run_checks
 from tasks.metrics import exposition, registry_for
 from tasks.ops_server import health_response
@@ -105,26 +106,28 @@ class Playground:
         return await asyncio.to_thread(function, *args, **kwargs)
 
     async def follow_events(self, _app: web.Application) -> AsyncIterator[None]:
-        """Runs for the application's lifetime: the events stream, tailed in a thread, into the hub."""
-        task = asyncio.create_task(self._tail())
-        yield
-        self.stopping = True
-        self.hub.close()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        """Runs for the application's lifetime: the events stream, tailed on the event loop (its own asyncio
+        Redis connection, closed when the application stops), into the hub."""
+        async with AsyncRedis.from_url(self.client.settings.redis_url, client_name="dreamloom-web") as redis:
+            task = asyncio.create_task(self._tail(AsyncEventBus(redis)))
+            yield
+            self.stopping = True
+            self.hub.close()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def close_streams(self, _app: web.Application) -> None:
         self.stopping = True
         self.hub.close()
 
-    async def _tail(self) -> None:
-        tail: EventTail | None = None
+    async def _tail(self, events_bus: AsyncEventBus) -> None:
+        tail: AsyncEventTail | None = None
         while not self.stopping:
             try:
                 if tail is None:
-                    tail = await self.call(self.client.events.tail)
-                events = await self.call(tail.read, 1000)
+                    tail = await events_bus.tail()
+                events = await tail.read(1000)
             except RedisError as exc:
                 log.warning("playground: cannot read job events (%s); retrying", exc)
                 await asyncio.sleep(1.0)

@@ -65,9 +65,7 @@ class Account(commands.Cog):
         if suffix is not None:
             changes["suffix"] = "" if suffix.strip().lower() == "none" else suffix.strip()
         user = str(interaction.user.id)
-        prefs = (
-            await desk.call(desk.prefs.update, user, **changes) if changes else await desk.call(desk.prefs.get, user)
-        )
+        prefs = await desk.prefs.update(user, **changes) if changes else await desk.prefs.get(user)
         title = "Settings saved" if changes else "Your settings"
         await interaction.response.send_message(embed=info_embed(title, prefs.describe()), ephemeral=True)
 
@@ -85,14 +83,14 @@ class Account(commands.Cog):
         await self.set_mode(interaction, RELAX)
 
     async def set_mode(self, interaction: discord.Interaction, mode: str) -> None:
-        await self.bot.desk.call(self.bot.desk.prefs.update, str(interaction.user.id), mode=mode)
+        await self.bot.desk.prefs.update(str(interaction.user.id), mode=mode)
         await interaction.response.send_message(f"You are in {mode} mode for new jobs.", ephemeral=True)
 
     @app_commands.command(name="info", description="Your running and waiting jobs, and your mode")
     async def info(self, interaction: discord.Interaction) -> None:
         desk = self.bot.desk
         user = str(interaction.user.id)
-        prefs = await desk.call(desk.prefs.get, user)
+        prefs = await desk.prefs.get(user)
         jobs = await desk.call(desk.client.jobs_of, user, _ACTIVE)
         lines = []
         for job in jobs:

@@ -42,12 +42,12 @@ class Admin(commands.GroupCog, group_name="admin", group_description="dreamloom'
 
     @app_commands.command(name="show", description="This server's dreamloom settings")
     async def show(self, interaction: discord.Interaction) -> None:
-        config = await self.bot.desk.call(self.bot.desk.prefs.guild, str(interaction.guild_id))
+        config = await self.bot.desk.prefs.guild(str(interaction.guild_id))
         await interaction.response.send_message(embed=self.describe(config), ephemeral=True)
 
     async def change(self, interaction: discord.Interaction, what: str, add: bool, value: str) -> None:
         desk = self.bot.desk
-        config = await desk.call(desk.prefs.change_guild, str(interaction.guild_id), what, add, value)
+        config = await desk.prefs.change_guild(str(interaction.guild_id), what, add, value)
         await interaction.response.send_message(embed=self.describe(config, "Saved"), ephemeral=True)
 
     @staticmethod

@@ -31,7 +31,7 @@ class Imagine(commands.Cog):
             channel = interaction.channel
             if not isinstance(channel, discord.abc.Messageable):
                 raise PromptError(None, "dreamloom cannot post in this kind of channel")
-            prefs = await desk.call(desk.prefs.get, str(interaction.user.id))
+            prefs = await desk.prefs.get(str(interaction.user.id))
             lines = []
             for request in requests:
                 job = await desk.call(
@@ -57,7 +57,7 @@ class Imagine(commands.Cog):
         """The jobs one /imagine makes: the user's defaults applied, {…} permutations and --repeat expanded."""
         desk = self.bot.desk
         await self.bot.check_guild(interaction, prompt)
-        prefs = await desk.call(desk.prefs.get, str(interaction.user.id))
+        prefs = await desk.prefs.get(str(interaction.user.id))
         return requests_of(apply_preferences(prompt, prefs), limit=self.bot.settings.max_jobs_per_command)
 
 

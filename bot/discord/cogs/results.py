@@ -56,7 +56,7 @@ class Results(commands.Cog):
                 if time.monotonic() > next_recover:
                     await desk.call(desk.client.recover)
                     next_recover = time.monotonic() + RECOVER_EVERY
-                events = await desk.call(desk.client.events.read, GROUP, consumer, 20, 1000)
+                events = await desk.events.read(GROUP, consumer, 20, 1000)
             except Exception:
                 log.exception("reading job events failed; retrying")
                 await asyncio.sleep(2)
@@ -68,7 +68,7 @@ class Results(commands.Cog):
                     # Left unacknowledged: the event is delivered again (after a restart, or once idle).
                     log.exception("handling %s of job %s failed", event.type.value, event.job_id)
                     continue
-                await desk.call(desk.client.events.ack, GROUP, event.id or "")
+                await desk.events.ack(GROUP, event.id or "")
 
     async def handle(self, event: JobEvent) -> None:
         if not (event.channel or "").isdigit():
