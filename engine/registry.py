@@ -25,6 +25,7 @@ Sources, first match wins:
     fuse_qkv = false                     # fuse attention's query/key/value projections into one matmul
     channels_last = false
     vae_tiling = false                   # decode large images in tiles
+    example = "a lighthouse at dusk --ar 16:9"  # a prompt that shows what it draws (the page's placeholder, hints)
     preview_decoder = "madebyollin/taesdxl"   # optional tiny autoencoder for live previews
     upscaler = "stabilityai/stable-diffusion-x4-upscaler"  # optional super-resolution pipeline
     variation_strength = [0.35, 0.7]     # Vary (Subtle), Vary (Strong)
@@ -43,7 +44,7 @@ from typing import Any
 from engine.errors import ConfigError, UnknownModel
 from engine.plan import ModelProfile
 
-__all__ = ["FAMILIES", "SCHEDULERS", "Family", "ModelEntry", "Registry"]
+__all__ = ["DEMO_ALIAS", "FAMILIES", "SCHEDULERS", "Family", "ModelEntry", "ModelNotice", "Registry"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Family:
     guidance: float
     size_multiple: int = 64
     preview_factors: str = "sd"  # which latent-to-RGB approximation previews use (engine.previews)
+    example: str = "a lighthouse at dusk --ar 16:9"  # a prompt that shows what such a model draws
 
 
 FAMILIES: dict[str, Family] = {
@@ -67,9 +69,15 @@ FAMILIES: dict[str, Family] = {
     "sd3": Family((1024, 1024), 28, 7.0, size_multiple=16, preview_factors="sd3"),
     "flux": Family((1024, 1024), 28, 3.5, size_multiple=16, preview_factors="flux"),
     # dreamloom's own tiny model (engine/models/demo): 64x64 pictures of a synthetic world of shapes.
-    "demo": Family((64, 64), 20, 4.0, size_multiple=16, preview_factors="demo"),
-}
+    "demo": Family((64, 64), 20, 4.0, size_multiple=16, preview_factors="demo",
+                   example="a large red circle in the top left on a blue background"),
+}  # fmt: skip
 DEMO_MODEL = Path(__file__).resolve().parent / "models" / "demo"
+DEMO_ALIAS = "demo"
+HOW_TO_CONFIGURE = (
+    "For real pictures, set DREAMLOOM_MODEL=stabilityai/sd-turbo (a hub id or a local diffusers folder; "
+    "DREAMLOOM_MODELS=models.toml for several) and restart."
+)
 
 SCHEDULERS = ("default", "euler", "euler-a", "dpm++2m", "dpm++2m-karras", "ddim", "unipc")
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -103,6 +111,7 @@ class ModelEntry:
     style_prompt: str | None = None
     variation_strength: tuple[float, float] = (0.35, 0.7)
     description: str = ""
+    example: str = ""  # a prompt that shows what it draws; empty: its family's
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -146,6 +155,7 @@ class ModelEntry:
             "steps": family.steps,
             "guidance": family.guidance,
             "size_multiple": family.size_multiple,
+            "example": family.example,
             **settings,
             "family": family_name,
         }
@@ -178,6 +188,21 @@ class ModelEntry:
 
 
 @dataclass(frozen=True)
+class ModelNotice:
+    """A plain statement about the default model, shown above the playground and after CLI jobs."""
+
+    kind: str  # "demo": a CSS class of the playground's notice
+    title: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.title}: {self.text}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "title": self.title, "text": self.text}
+
+
+@dataclass(frozen=True)
 class Registry:
     """The server's models by alias, and which one a request without --v/--niji gets."""
 
@@ -199,6 +224,24 @@ class Registry:
     @property
     def aliases(self) -> list[str]:
         return list(self._by_name)
+
+    @property
+    def example(self) -> str:
+        """A prompt that shows what the default model draws (for placeholders, welcome text and hints)."""
+        return self.resolve(None).example if self.entries else "a lighthouse at dusk --ar 16:9"
+
+    @property
+    def notice(self) -> ModelNotice | None:
+        """What to tell people about the default model: with nothing configured, that the built-in demo model
+        only knows coloured shapes, and how to configure a real one. None for a configured model."""
+        if not self.entries or self.resolve(None).source != str(DEMO_MODEL):
+            return None
+        return ModelNotice(
+            "demo",
+            "Built-in demo model",
+            f"a small model that only knows simple coloured shapes on backgrounds (try “{self.example}”). "
+            + HOW_TO_CONFIGURE,
+        )
 
     def resolve(self, name: str | None) -> ModelEntry:
         """The entry for a request's ``model`` (``"v6"``, ``"niji"``...), or the default for None."""
@@ -248,7 +291,7 @@ class Registry:
             entry = ModelEntry.build("default", {"source": source, "family": family}, "DREAMLOOM_MODEL")
             return cls((entry,), "default")
         demo = ModelEntry.build(
-            "demo",
+            DEMO_ALIAS,
             {"source": str(DEMO_MODEL), "family": "demo", "description": "the built-in demo model (shapes)"},
             "the built-in demo model",
         )

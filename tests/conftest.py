@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+# The list of running `dreamloom up` services lives in the user's state folder; the tests keep their own.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="dreamloom-test-state-")
 
 from pathlib import Path
 

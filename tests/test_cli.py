@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib.metadata
 import json
 import shutil
 import subprocess
@@ -12,7 +14,7 @@ import pytest
 
 def dreamloom(*args: str) -> subprocess.CompletedProcess[str]:
     command = shutil.which("dreamloom")
-    argv = [command] if command else [sys.executable, "-m", "bot.cli.main"]
+    argv = [command] if command else [sys.executable, "-m", "bot.cli"]
     return subprocess.run([*argv, *args], capture_output=True, text=True, timeout=60)
 
 
@@ -51,3 +53,37 @@ def test_no_command_prints_help_and_exits_2():
     result = dreamloom()
     assert result.returncode == 2
     assert "parse" in result.stdout
+
+
+def test_every_command_and_option_says_what_it_is_for():
+    """`dreamloom -h` and `dreamloom COMMAND -h` explain every command, argument and option."""
+    from bot.cli.main import _build_parser
+
+    parser = _build_parser()
+    [commands] = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    helps = {choice.dest: choice.help for choice in commands._choices_actions}
+    assert set(helps) == set(commands.choices)
+    undocumented = []
+    for name, command in commands.choices.items():
+        if not helps[name] or not command.description:
+            undocumented.append(name)
+        for action in command._actions:
+            if not isinstance(action, argparse._HelpAction) and action.help != argparse.SUPPRESS and not action.help:
+                undocumented.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
+    assert not undocumented, f"no help text: {undocumented}"
+
+
+@pytest.mark.parametrize("limit", ["0", "-3", "501", "lots", "1e9"])
+def test_jobs_takes_a_bounded_limit(limit):
+    result = dreamloom("jobs", "--limit", limit)
+    assert result.returncode == 2
+    assert f"argument --limit: a whole number from 1 to 500 (got '{limit}')" in result.stderr
+
+
+def test_bench_from_a_wheel_says_it_is_a_development_tool(monkeypatch, capsys):
+    """Installed from the wheel (no devtools distribution), `dreamloom bench` explains where it comes from."""
+    from bot.cli.main import main
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [])
+    assert main(["bench", "jobs", "--jobs", "5"]) == 2
+    assert "`dreamloom bench` is a development tool: it runs from a source checkout" in capsys.readouterr().err

@@ -232,9 +232,9 @@ def test_compose_and_kustomization_refer_to_what_exists():
         (
             "bot",
             ["torch", "diffusers", "transformers", "numpy"],
-            "bot.cli.main, bot.cli.service, bot.discord.launcher, bot.web.app",
+            "bot.cli.main, bot.cli.parts, bot.discord.launcher, bot.web.app",
         ),
-        ("worker", ["discord", "aiohttp"], "bot.cli.main, bot.cli.service, tasks.celery_worker, engine.generate"),
+        ("worker", ["discord", "aiohttp"], "bot.cli.main, bot.cli.parts, tasks.celery_worker, engine.generate"),
     ],
 )
 def test_each_image_runs_its_commands_without_the_other_images_packages(image, missing, modules):

@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-import bot.cli.service
+import bot.cli.services
 import bot.discord.messages
 import bot.web.app
 import tasks.embedded_redis
@@ -28,7 +28,8 @@ from engine.errors import (
 OUTSIDE_THE_ENGINE = (
     bot.discord.messages.NotHere,
     bot.web.app.BadRequest,
-    bot.cli.service.ServiceError,
+    bot.cli.services.ServiceError,
+    bot.cli.services.NoService,
     tasks.embedded_redis.EmbeddedRedisError,
 )
 

@@ -130,6 +130,7 @@ def test_up_with_nothing_configured(newcomer):
         info = http(url + "/api/info")[1]
         assert info["notice"]["kind"] == "demo"
         assert "DREAMLOOM_MODEL=stabilityai/sd-turbo" in info["notice"]["text"]
+        assert info["example"] == "a large red circle in the top left on a blue background", "a prompt it can draw"
         data = folder / "dreamloom-data"
         assert info["storage"] == f"local folder {data / 'artifacts'}"
 
@@ -145,14 +146,25 @@ def test_up_with_nothing_configured(newcomer):
         second = subprocess.run([*dreamloom_argv(), "up"], cwd=folder, env=env, capture_output=True, text=True,
                                 timeout=60)  # fmt: skip
         assert second.returncode == 1
-        assert f"dreamloom is already running on the data folder {data}: open {url}" in second.stdout
+        assert second.stdout.splitlines()[-1] == (
+            f"Cannot start: dreamloom is already running on the data folder {data}: its page is {url}"
+        ), "it started nothing, so it says nothing about stopping"
 
-        cli = dreamloom("upscale", job["id"][:8], "2", env=env, cwd=folder)  # U2: no GPU work, done at once
+        elsewhere = folder / "somewhere-else"  # a command run from another folder finds the running service
+        elsewhere.mkdir()
+        cli = dreamloom("upscale", job["id"][:8], "2", env=env, cwd=elsewhere)  # U2: no GPU work, done at once
         assert cli.returncode == 0, cli.stdout + cli.stderr
-        assert "No dreamloom service is running" not in cli.stdout
+        assert "No dreamloom is running" not in cli.stdout
+        assert not (elsewhere / "dreamloom-data").exists(), "no second data folder, Redis or worker"
         cli_job = JOB_DONE.search(cli.stdout)[1]  # type: ignore[index]
         assert f"page: {url}/#job-{cli_job}" in cli.stdout, "it used the running service"
         assert f"note: {info['notice']['title']}" in cli.stdout
+
+        health = dreamloom("health", env=env, cwd=elsewhere)
+        assert f"checking the dreamloom up running on {data} (pid {up.process.pid})" in health.stderr
+        wait_until(lambda: dreamloom("health", env=env, cwd=elsewhere).returncode == 0, timeout=60,
+                   what="the worker's heartbeat")  # fmt: skip
+        assert re.search(r"^ok   redis +Redis at 127\.0\.0\.1:\d+/0 answers$", health.stdout, re.MULTILINE)
 
         tree = descendants(up.process.pid)
         assert len(tree) >= 3, "redis-server, the worker and its pool process"
@@ -163,15 +175,27 @@ def test_up_with_nothing_configured(newcomer):
     finally:
         up.kill()
 
+    nothing = dreamloom("jobs", env=env, cwd=elsewhere)
+    assert (nothing.returncode, nothing.stdout) == (1, "")
+    assert nothing.stderr.startswith(f"No service: No dreamloom is running, and {elsewhere / 'dreamloom-data'} holds")
+    assert "pass --data-dir with the folder your jobs are in" in nothing.stderr
+    assert not (elsewhere / "dreamloom-data").exists()
+    unchecked = dreamloom("health", env=env, cwd=elsewhere)
+    assert unchecked.returncode == 1
+    assert "No dreamloom is running on this machine to check: `dreamloom up` starts one" in unchecked.stderr
+
     embedded = dreamloom("imagine", "a blue square --seed 5", env=env, cwd=folder, timeout=JOB_SECONDS)
     assert embedded.returncode == 0, embedded.stdout + embedded.stderr
-    assert "No dreamloom service is running: starting one for this command" in embedded.stdout
+    assert f"No dreamloom is running: starting one for this command, with its data in {data}" in embedded.stdout
     embedded_job = JOB_DONE.search(embedded.stdout)[1]  # type: ignore[index]
     assert Path(re.search(r"^  grid: (.+)$", embedded.stdout, re.MULTILINE)[1]).is_file()  # type: ignore[index]
     assert marked(marker) == [], "the command's own Redis and worker stopped with it"
 
+    square = dreamloom("square", embedded_job[:8], "3", env=env, cwd=folder)  # a 1:1 grid's image is square
+    assert (square.returncode, square.stderr.strip()) == (2, "Not possible: The image is already square")
+
     listed = dreamloom("jobs", env=env, cwd=folder)  # Redis alone, from its append-only file: no worker
     assert listed.returncode == 0, listed.stdout + listed.stderr
     ids = {line.split()[0] for line in listed.stdout.splitlines()}
-    assert ids == {job["id"], image["id"], variation["id"], cli_job, embedded_job}, "every earlier job is kept"
+    assert ids == {job["id"], image["id"], variation["id"], cli_job, embedded_job}, "every job, and no refused one"
     assert marked(marker) == []

@@ -3,6 +3,7 @@ folder's lock, the worker command, the settings and the progress bar."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import signal
 import socket
@@ -15,29 +16,33 @@ import pytest
 import redis
 
 from bot.cli.progress import ProgressBar
-from bot.cli.service import DataFolder, ServiceRecord, worker_command
+from bot.cli.services import DataFolder, NoService, RunningServices, ServiceRecord, find_running
 from bot.cli.settings import ServiceSettings
-from bot.default_model import prepare_models
 from engine.errors import ConfigError
+from engine.registry import Registry
 from tasks.embedded_redis import EmbeddedRedis
 from tasks.processes import spawn, stop
+from tasks.worker_process import worker_command
 from tests.support.playground import clean_env, dreamloom
 from tests.support.servers import wait_until
 
 
 def test_a_configured_model_is_used_as_it_is(tmp_path):
-    setup = prepare_models({"DREAMLOOM_MODEL": "stabilityai/sd-turbo"})
-    assert setup.registry.resolve(None).source == "stabilityai/sd-turbo"
-    assert setup.notice is None
+    registry = Registry.from_env({"DREAMLOOM_MODEL": "stabilityai/sd-turbo"})
+    assert registry.resolve(None).source == "stabilityai/sd-turbo"
+    assert registry.notice is None
+    assert registry.example == "a lighthouse at dusk --ar 16:9"
 
 
 def test_with_no_model_the_built_in_demo_model_is_served(tmp_path):
-    setup = prepare_models({})
-    entry = setup.registry.resolve(None)
+    registry = Registry.from_env({})
+    entry = registry.resolve(None)
     assert (entry.alias, entry.family, entry.native_size) == ("demo", "demo", (64, 64))
     assert (Path(entry.source) / "model_index.json").is_file(), "it ships with the package: nothing to build"
-    assert setup.notice is not None
-    assert setup.notice.kind == "demo"
+    assert registry.notice is not None
+    assert registry.notice.kind == "demo"
+    assert registry.example == "a large red circle in the top left on a blue background", "a prompt it can draw"
+    assert registry.example in registry.notice.text
 
 
 def test_embedded_redis_keeps_its_data_across_restarts(tmp_path):
@@ -86,13 +91,43 @@ def test_one_process_runs_the_job_system_on_a_data_folder(tmp_path):
     first, second = DataFolder(tmp_path), DataFolder(tmp_path)
     assert first.acquire()
     assert not second.acquire()
-    first.publish(ServiceRecord(pid=1, redis_url="redis://:secret@127.0.0.1:1/0", web_url="http://127.0.0.1:1"))
+    record = ServiceRecord(1, "redis://:secret@127.0.0.1:1/0", str(tmp_path), "http://127.0.0.1:1")
+    first.publish(record)
     assert (tmp_path / "service.json").stat().st_mode & 0o777 == 0o600, "it holds the Redis password"
-    assert second.running() == ServiceRecord(1, "redis://:secret@127.0.0.1:1/0", "http://127.0.0.1:1")
+    assert second.running() == record
     first.release()
     assert second.running() is None, "a record nobody holds the lock for is stale"
     assert second.acquire()
     second.release()
+
+
+def test_commands_find_a_running_service_from_any_folder_and_ask_when_several_run(tmp_path):
+    environ = {"XDG_STATE_HOME": str(tmp_path / "state-home")}
+    listed = RunningServices.of_user(environ)
+    assert listed.folder == tmp_path / "state-home" / "dreamloom" / "running"
+    elsewhere = ServiceSettings(data_dir=tmp_path / "cwd" / "dreamloom-data")
+    named = dataclasses.replace(elsewhere, data_dir_given=True)
+    folders = [DataFolder(tmp_path / name, listed) for name in ("one", "two")]
+    assert find_running(elsewhere, environ) is None, "nothing runs"
+    records = []
+    for number, folder in enumerate(folders, start=1):
+        assert folder.acquire()
+        records.append(ServiceRecord(number, f"redis://127.0.0.1:{number}/0", str(folder.path)))
+        folder.publish(records[-1])
+    assert all(entry.stat().st_mode & 0o777 == 0o600 for entry in listed.folder.iterdir())
+    with pytest.raises(NoService, match=r"2 dreamloom services are running \(.*one; .*two\): pass --data-dir"):
+        find_running(elsewhere, environ)
+    assert (
+        find_running(dataclasses.replace(elsewhere, data_dir=folders[1].path, data_dir_given=True), environ)
+        == (records[1])
+    ), "a named folder: its own service"
+    assert find_running(named, environ) is None, "a named folder where nothing runs: not another one"
+    folders[1].release()  # as a killed `up` leaves it: its entry and service.json stay, its lock is gone
+    assert find_running(elsewhere, environ) == records[0], "the only one left, found from another folder"
+    assert len(list(listed.folder.iterdir())) == 1, "the stale entry was removed"
+    folders[0].unpublish()
+    folders[0].release()
+    assert find_running(elsewhere, environ) is None
 
 
 def test_the_worker_command_serves_every_family_fast_first():

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.default_model import ModelNotice
 from bot.web.app import create_app
+from engine.registry import ModelNotice
 from tasks.client import JobClient
 from tests.support.playground import local_settings, null_registry, painting_worker, serve_in_thread
 

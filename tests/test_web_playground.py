@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from bot.default_model import notice_for
 from bot.web.app import create_app
 from engine.registry import Registry
 from tasks.client import JobClient
@@ -26,7 +25,7 @@ def playground(redis_url, tmp_path) -> Iterator[tuple[str, JobClient]]:
     _, registry = null_registry(tmp_path)
     settings = local_settings(redis_url, tmp_path)
     client = JobClient(settings, registry=registry)
-    app = create_app(client, user="alice", notice=notice_for(registry))
+    app = create_app(client, user="alice", notice=registry.notice)
     with painting_worker(settings, registry), serve_in_thread(app) as url:
         yield url, client
     client.redis.close()
@@ -164,12 +163,12 @@ def test_follow_up_rules_come_from_the_job_system(playground):
 def test_info_says_when_the_model_is_the_demo():
     demo = Registry.from_env({})
     real = Registry.from_mapping({"models": {"v6": {"source": "stabilityai/sd-turbo", "family": "sd-turbo"}}})
-    demo_notice = notice_for(demo)
+    demo_notice = demo.notice
     assert demo_notice is not None
     assert (demo_notice.kind, demo_notice.title) == ("demo", "Built-in demo model")
     assert "coloured shapes" in demo_notice.text
     assert "DREAMLOOM_MODEL=stabilityai/sd-turbo" in demo_notice.text
-    assert notice_for(real) is None
+    assert real.notice is None
 
 
 def test_only_local_json_requests_are_served(playground):

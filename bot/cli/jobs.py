@@ -1,24 +1,26 @@
 """The CLI's job commands: ``imagine``, the buttons as commands (``upscale``, ``vary`` ...), ``jobs``, ``cancel``.
 
-Each goes through the same job system as the bot and the playground (``bot.cli.service.connect``): a running
-``dreamloom up``, the job system of REDIS_URL, or an embedded one started for the command. A job is
-followed to its end with a progress bar; Ctrl-C cancels it. Exit status: 0 done, 1 failed, 2 a request that
-cannot run as written (the message says why), 130 interrupted.
+Each goes through the same job system as the bot and the playground, found as every command finds it
+(``bot.cli.connect``): a running ``dreamloom up``, the job system of REDIS_URL, or one started for the
+command. A job is followed to its end with a progress bar; Ctrl-C cancels it. Exit status: 0 done, 1
+failed, 2 a request that cannot run as written (a refusal: the message says why, and no job was made),
+130 interrupted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 from urllib.parse import unquote, urlparse
 
+from bot.cli.connect import Connection, connect
 from bot.cli.progress import ProgressBar
-from bot.cli.service import Connection, connect
 from bot.cli.settings import ServiceSettings
-from engine.actions import ACTIONS, FollowUpOptions, ResultKind
+from engine.actions import ACTIONS, FollowUpOptions, ResultKind, check_follow_up
 from engine.errors import DreamloomError, InvalidFollowUp, UnknownJob
 from engine.jobs import Action, JobStatus
 from engine.prompt import ImagineRequest, requests_of
@@ -29,6 +31,7 @@ from tasks.records import Job, short_id
 __all__ = ["FollowUp", "cancel", "find_job", "follow_up", "imagine", "list_jobs"]
 
 CLI_CHANNEL = "cli"
+CANCEL_WAIT_SECONDS = 15.0  # a running job stops at its next step; a step takes well under this
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 _ID_LENGTH = 32
 
@@ -59,7 +62,8 @@ def _imagine(
 
 
 def follow_up(service: ServiceSettings, job: str, step: FollowUp, mode: str, out: TextIO = sys.stdout) -> int:
-    return _with_connection(service, out, lambda connection: _follow_up(connection, service, job, step, mode, out))
+    return _with_connection(service, out, lambda connection: _follow_up(connection, service, job, step, mode, out),
+                            needs_data=True)  # fmt: skip
 
 
 def _follow_up(
@@ -75,6 +79,7 @@ def _follow_up(
     if is_grid and ResultKind.GRID not in ACTIONS[action].starts_from:  # a single image's button: U1-U4 first
         if index is None:
             raise InvalidFollowUp(f"Job {short_id(parent.id)} is a grid: say which image (1-4)")
+        check_follow_up(ResultKind.SINGLE, parent.size, action, None, step.options)  # refused before separating
         parent = client.follow_up(parent.id, Action.SEPARATE, index=index, **where)
         if parent.status is not JobStatus.DONE:
             return _report(connection, parent, out)
@@ -89,24 +94,36 @@ def list_jobs(service: ServiceSettings, limit: int, out: TextIO = sys.stdout) ->
     def show(connection: Connection) -> int:
         jobs = connection.client.jobs_of(service.user, limit=limit)
         if not jobs:
-            out.write(f'No jobs yet for {service.user}: try dreamloom imagine "a lighthouse --ar 16:9"\n')
+            out.write(f'No jobs yet for {service.user}: try dreamloom imagine "{connection.client.registry.example}"\n')
         for job in jobs:
             what = f" ({job.label})" if job.label else ""
             parent = f"  from {short_id(job.parent)}" if job.parent else ""
             out.write(f"{job.id}  {job.status.value:<9} {job.request.to_prompt()}{what}{parent}\n")
         return 0
 
-    return _with_connection(service, out, show, worker=False)
+    return _with_connection(service, out, show, worker=False, needs_data=True)
 
 
 def cancel(service: ServiceSettings, job_text: str, out: TextIO = sys.stdout) -> int:
+    """Cancel a job and say how it ended: a waiting job at once, a running one at its next step (waited for,
+    up to ``CANCEL_WAIT_SECONDS``)."""
+
     def cancel_job(connection: Connection) -> int:
-        job = find_job(connection.client, job_text, service.user)
-        job = connection.client.cancel(job.id, by=service.user)
-        out.write(f"job {job.id} {job.status.value}\n")
+        client = connection.client
+        job = find_job(client, job_text, service.user)
+        tail = client.events.tail()
+        job = client.cancel(job.id, by=service.user)
+        deadline = time.monotonic() + CANCEL_WAIT_SECONDS
+        while not job.finished and time.monotonic() < deadline:
+            tail.read(block_ms=500)
+            job = client.get(job.id)
+        if job.finished:
+            out.write(f"job {job.id} {job.status.value}\n")
+        else:
+            out.write(f"job {job.id} is stopping: it ends at its next step\n")
         return 0
 
-    return _with_connection(service, out, cancel_job, worker=False)
+    return _with_connection(service, out, cancel_job, worker=False, needs_data=True)
 
 
 def find_job(client: JobClient, text: str, owner: str) -> Job:
@@ -217,7 +234,12 @@ def _label(job: Job) -> str:
 
 
 def _with_connection(
-    service: ServiceSettings, out: TextIO, work: Callable[[Connection], int], worker: bool = True
+    service: ServiceSettings,
+    out: TextIO,
+    work: Callable[[Connection], int],
+    *,
+    worker: bool = True,
+    needs_data: bool = False,
 ) -> int:
-    with connect(service, worker=worker) as connection:
+    with connect(service, worker=worker, needs_data=needs_data) as connection:
         return work(connection)

@@ -7,10 +7,14 @@ Subcommands:
     dreamloom imagine "a lighthouse --ar 16:9 --seed 7"   a job, with a progress bar; prints the grid's path
     dreamloom upscale JOB 1 | vary JOB 2 --strong | reroll JOB | zoom JOB | pan JOB left | square JOB
     dreamloom jobs | cancel JOB                        your jobs; cancel one
+    dreamloom health                                   is the running service well? (Redis, storage, workers)
     dreamloom parse "a lighthouse --ar 16:9 --seed 7"   how dreamloom reads a prompt, and the plan it makes
+    dreamloom bench ...                                benchmarks (a source checkout's dev tools)
 
-Bad prompts print the same message the bot gives and exit with status 2. Heavy parts (the worker) run in
-subprocesses: this module never imports torch.
+Every command finds the service it talks to the same way (``bot.cli.connect``). Every expected error is a
+``DreamloomError``: its title and message go to stderr, and the exit status is its own: 2 for a refusal (a
+request that cannot run as written; no job was made), 1 for a failure. Heavy parts (the worker) run in
+subprocesses: this package never imports torch.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, replace
@@ -31,6 +36,7 @@ from engine.plan import GenerationPlan, ModelProfile, plan_generation
 from engine.prompt import ImagineRequest, expand_permutations, parse
 
 EXIT_BAD_INPUT = 2
+MAX_LISTED = 500  # jobs `dreamloom jobs` lists at most
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,6 +66,8 @@ def _service(args: argparse.Namespace) -> ServiceSettings:
         )
         if value is not None
     }
+    if "data_dir" in overrides:
+        overrides["data_dir_given"] = True
     return replace(service, **overrides)
 
 
@@ -139,9 +147,11 @@ def _add_service_commands(commands: argparse._SubParsersAction[argparse.Argument
     health = commands.add_parser(
         "health",
         help="check Redis, storage and workers, and say what is wrong",
-        description="Check the job system this environment points at; exit status 1 when something is wrong.",
+        description="Check the job system other commands use (the running `dreamloom up`, found as they find "
+        "it, else REDIS_URL's): Redis, storage and workers. Exit status 1 when something is wrong.",
     )
     health.add_argument("--json", action="store_true", help="print the checks as JSON")
+    _data_dir_option(health)
     health.set_defaults(run=_run_health)
 
     web = commands.add_parser(
@@ -178,8 +188,12 @@ def _add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     vary.add_argument("--strong", action="store_true", help="Vary (Strong) instead of Vary (Subtle)")
     vary.set_defaults(run=_run_vary)
 
-    reroll = commands.add_parser("reroll", help="🔄: the same prompt again with a new seed")
-    reroll.add_argument("job", help="a job id, or the start of one")
+    reroll = commands.add_parser(
+        "reroll",
+        help="🔄: the same prompt again with a new seed",
+        description="🔄 on a grid: the same prompt again with a new seed, as a new job of four images.",
+    )
+    reroll.add_argument("job", help="a grid's job id, or the start of one (see `dreamloom jobs`)")
     _job_options(reroll)
     reroll.set_defaults(run=_run_reroll)
 
@@ -188,23 +202,37 @@ def _add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     zoom.add_argument("--ar", type=_aspect, help="a new aspect ratio W:H for the zoomed-out image")
     zoom.set_defaults(run=_run_zoom)
 
-    pan = commands.add_parser("pan", help="extend the image to one side")
-    pan.add_argument("job", help="a job id, or the start of one")
-    pan.add_argument("direction", choices=["left", "right", "up", "down"])
-    pan.add_argument("n", nargs="?", type=_tile, help="on a grid: which image (1-4)")
+    pan = commands.add_parser(
+        "pan",
+        help="extend the image to one side",
+        description="Pan: extend an image by half its width or height towards DIRECTION, the original untouched; "
+        "four new images. On a grid, image N is separated first.",
+    )
+    pan.add_argument("job", help="a job id, or the start of one (see `dreamloom jobs`)")
+    pan.add_argument("direction", choices=[d.value for d in PanDirection], help="where to extend the image")
+    pan.add_argument("n", nargs="?", type=_image_number, help="on a grid: which image (1-4)")
     _job_options(pan)
     pan.set_defaults(run=_run_pan)
 
     square = _follow_up_parser(commands, "square", "Make Square: outpaint the image to 1:1")
     square.set_defaults(run=_run_square)
 
-    jobs = commands.add_parser("jobs", help="list your jobs, newest first")
-    jobs.add_argument("--limit", type=int, default=20)
+    jobs = commands.add_parser(
+        "jobs",
+        help="list your jobs, newest first",
+        description="List your jobs (DREAMLOOM_USER's), newest first: id, status, prompt, what made it, its parent.",
+    )
+    jobs.add_argument("--limit", type=_limit, default=20, help=f"how many to list, 1-{MAX_LISTED} (default 20)")
     _data_dir_option(jobs)
     jobs.set_defaults(run=_run_jobs)
 
-    cancel = commands.add_parser("cancel", help="cancel a waiting or running job")
-    cancel.add_argument("job", help="a job id, or the start of one")
+    cancel = commands.add_parser(
+        "cancel",
+        help="cancel a waiting or running job",
+        description="Cancel one of your jobs: a waiting one at once, a running one at its next step. Prints how "
+        "the job ended.",
+    )
+    cancel.add_argument("job", help="a job id, or the start of one (see `dreamloom jobs`)")
     _data_dir_option(cancel)
     cancel.set_defaults(run=_run_cancel)
 
@@ -214,7 +242,7 @@ def _follow_up_parser(
 ) -> argparse.ArgumentParser:
     parser = commands.add_parser(name, help=summary, description=f"{summary}. Starts a follow-up job of JOB.")
     parser.add_argument("job", help="a job id, or the start of one (see `dreamloom jobs`)")
-    parser.add_argument("n", nargs="?", type=_tile, help="on a grid: which image (1-4)")
+    parser.add_argument("n", nargs="?", type=_image_number, help="on a grid: which image (1-4)")
     _job_options(parser)
     return parser
 
@@ -227,7 +255,10 @@ def _job_options(parser: argparse.ArgumentParser) -> None:
 
 def _data_dir_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--data-dir", type=Path, help="the data folder (default DREAMLOOM_DATA_DIR or ./dreamloom-data)"
+        "--data-dir",
+        type=Path,
+        help="the data folder of the dreamloom to use (default DREAMLOOM_DATA_DIR; without either, the running "
+        "`dreamloom up` is found wherever it runs)",
     )
 
 
@@ -236,7 +267,13 @@ def _web_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="the playground's port (default DREAMLOOM_WEB_PORT or 8188)")
 
 
-def _tile(text: str) -> int:
+def _limit(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LISTED:
+        raise argparse.ArgumentTypeError(f"a whole number from 1 to {MAX_LISTED} (got {text!r})")
+    return int(text)
+
+
+def _image_number(text: str) -> int:
     if text not in ("1", "2", "3", "4"):
         raise argparse.ArgumentTypeError(f"an image of a grid is 1, 2, 3 or 4 (got {text!r})")
     return int(text)
@@ -254,13 +291,13 @@ def _aspect(text: str) -> tuple[int, int]:
 
 
 def _run_up(args: argparse.Namespace) -> int:
-    from bot.cli.service import run_up
+    from bot.cli.up import run_up
 
     return run_up(_service(args))
 
 
 def _run_worker(args: argparse.Namespace) -> int:
-    from bot.cli.service import run_worker
+    from bot.cli.parts import run_worker
 
     families = [family.strip() for family in args.families.split(",") if family.strip()] if args.families else None
     modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
@@ -272,13 +309,24 @@ def _run_worker(args: argparse.Namespace) -> int:
 
 
 def _run_health(args: argparse.Namespace) -> int:
+    from bot.cli.connect import job_system_of
+    from bot.cli.services import NoService, find_running
     from engine.registry import Registry
     from tasks.health import run_checks
     from tasks.settings import Settings
 
-    settings = Settings.from_env()
-    families = sorted({entry.family for entry in Registry.from_env().entries})
-    checks = run_checks(settings, families)
+    record = find_running(_service(args), os.environ)
+    if record is not None:
+        settings, registry = job_system_of(record, os.environ)
+        print(f"checking the dreamloom up running on {record.data_dir} (pid {record.pid})", file=sys.stderr)
+    elif os.environ.get("REDIS_URL"):
+        settings, registry = Settings.from_env(), Registry.from_env()
+    else:
+        raise NoService(
+            "No dreamloom is running on this machine to check: `dreamloom up` starts one (or pass --data-dir with "
+            "its folder); for a deployment, set REDIS_URL and its storage settings"
+        )
+    checks = run_checks(settings, sorted({entry.family for entry in registry.entries}))
     if args.json:
         print(json.dumps([vars(check) for check in checks], indent=1))
     else:
@@ -288,13 +336,13 @@ def _run_health(args: argparse.Namespace) -> int:
 
 
 def _run_web(args: argparse.Namespace) -> int:
-    from bot.cli.service import run_web
+    from bot.cli.parts import run_web
 
     return run_web(_service(args))
 
 
 def _run_bot(args: argparse.Namespace) -> int:
-    from bot.cli.service import run_bot
+    from bot.cli.parts import run_bot
 
     return run_bot()
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import ConfigError
@@ -39,6 +39,9 @@ class ServiceSettings:
     web_port: int = 8188
     user: str = "local"
     worker_concurrency: int = 1
+    # Whether the data folder was named (DREAMLOOM_DATA_DIR or --data-dir) rather than the default: a command
+    # then uses that folder's service only (bot.cli.services.find_running). Provenance, not a setting.
+    data_dir_given: bool = field(default=False, compare=False)
 
     @property
     def web_is_local(self) -> bool:
@@ -64,6 +67,7 @@ class ServiceSettings:
             web_port=_whole(env, "web_port", defaults.web_port, 0, 65535),
             user=user,
             worker_concurrency=_whole(env, "worker_concurrency", defaults.worker_concurrency, 1, 256),
+            data_dir_given=bool(env.get(ENVIRONMENT["data_dir"])),
         )
 
 

@@ -30,12 +30,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 
-from bot.default_model import ModelNotice
 from bot.web.jobviews import job_view
 from engine.actions import FollowUpOptions
 from engine.errors import DreamloomError, Refusal, UnknownJob
 from engine.jobs import Action, JobStatus, PanDirection
 from engine.prompt import requests_of
+from engine.registry import ModelNotice
 from tasks.artifacts import ARTIFACT_NAMES, content_type, file_name
 from tasks.client import JobClient
 from tasks.events import AsyncEventBus, AsyncEventTail, JobEvent
@@ -237,6 +237,7 @@ async def _info(request: web.Request) -> web.StreamResponse:
             "models": registry.aliases,
             "default_model": default,
             "notice": playground.notice.to_dict() if playground.notice else None,
+            "example": registry.example,  # a prompt that fits the served model
             "storage": playground.client.storage.describe(),
         }
     )

@@ -34,7 +34,6 @@ from typing import Any
 
 from redis import Redis
 
-from bot.cli.service import worker_command
 from engine.grid import compose_grid
 from engine.jobs import JobStatus
 from engine.null import NullEngine
@@ -46,6 +45,7 @@ from tasks.embedded_redis import EmbeddedRedis
 from tasks.processes import spawn, stop
 from tasks.routing import queue_name
 from tasks.settings import ENVIRONMENT, Secret, Settings
+from tasks.worker_process import worker_command
 
 __all__ = ["main"]
 

@@ -47,7 +47,8 @@ def dreamloom(*args: str, env: dict[str, str], cwd: Path, timeout: float = 120) 
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment of a fresh shell: none of dreamloom's variables unless given."""
-    keep = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "TMPDIR") if name in os.environ}
+    keep = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "TMPDIR", "XDG_STATE_HOME")
+            if name in os.environ}  # fmt: skip
     return {**keep, "HF_HUB_OFFLINE": "1", **extra}
 
 

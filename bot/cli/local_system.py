@@ -1,0 +1,131 @@
+"""The job system on this machine, for ``dreamloom up`` and for a command that finds none running: a private
+Redis (unless REDIS_URL is set) and one Celery worker subprocess, on one data folder.
+
+The data folder (``DREAMLOOM_DATA_DIR``, default ``./dreamloom-data``) holds everything it keeps::
+
+    artifacts/            the images and job.json of every job (unless an S3 bucket is configured)
+    redis/                the embedded Redis's append-only file: job records and queues survive a restart
+    spool/                images a worker made but could not store yet
+    logs/worker.log       the worker's log
+    service.lock          held by the process that runs the job system on this folder
+    service.json          how to reach a running ``up`` (bot.cli.services)
+
+The worker is the very command a production worker runs (``tasks.worker_process``), in a subprocess: the
+command line never imports torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+from bot.cli.services import DataFolder, RunningServices, Say, ServiceError, say
+from bot.cli.settings import ServiceSettings
+from engine.registry import Registry
+from tasks.client import JobClient
+from tasks.embedded_redis import EmbeddedRedis
+from tasks.processes import spawn, stop
+from tasks.settings import Settings
+from tasks.worker_process import worker_command
+
+__all__ = ["LocalJobSystem"]
+
+
+class LocalJobSystem:
+    """A private Redis (unless REDIS_URL is set) and one worker subprocess, on one data folder. Without
+    ``worker`` (listing or cancelling jobs), only Redis."""
+
+    def __init__(
+        self, service: ServiceSettings, environ: Mapping[str, str], say: Say = say, *, worker: bool = True
+    ) -> None:
+        self.service = service
+        self.with_worker = worker
+        self.environ = dict(environ)
+        self.say = say
+        self.folder = DataFolder(service.data_dir, RunningServices.of_user(self.environ))
+        self.redis: EmbeddedRedis | None = None
+        self.worker: subprocess.Popen[bytes] | None = None
+        self.registry: Registry | None = None
+        self.settings: Settings | None = None
+        self.started = False  # whether start() got as far as owning the data folder
+        self._log_start = 0
+
+    @property
+    def worker_log(self) -> Path:
+        return self.folder.path / "logs" / "worker.log"
+
+    def start(self) -> None:
+        """Start everything (call ``stop`` afterwards, also when this raises)."""
+        if not self.folder.acquire():
+            running = self.folder.running()
+            where = f": its page is {running.web_url}" if running and running.web_url else ""
+            raise ServiceError(f"dreamloom is already running on the data folder {self.folder.path}{where}")
+        self.started = True
+        base = Settings.from_env(self.environ)
+        self.registry = Registry.from_env(self.environ)
+        if self.with_worker:
+            default = self.registry.resolve(None)
+            self.say(f"model        {default.alias} ({default.source})")
+            if self.registry.notice is not None:
+                self.say(f"             {self.registry.notice}")
+        if self.environ.get("REDIS_URL"):
+            redis_url = base.redis_url
+            self.say("redis        REDIS_URL")
+        else:
+            self.redis = EmbeddedRedis(self.folder.path / "redis")
+            redis_url = self.redis.start()
+            self.say(f"redis        embedded ({self.redis.binary}), data in {self.redis.folder}")
+        spool = Path(self.environ.get("DREAMLOOM_SPOOL_DIR") or self.folder.path / "spool")
+        self.settings = dataclasses.replace(base, redis_url=redis_url, data_dir=self.folder.path, spool_dir=spool)
+        if self.with_worker:
+            families = [entry.family for entry in self.registry.entries]
+            self._log_start = self.worker_log.stat().st_size if self.worker_log.exists() else 0
+            command = worker_command(families, self.service.worker_concurrency)
+            self.worker = spawn(command, env=self._worker_env(), log=self.worker_log)
+            self.say(f"worker       starting, log in {self.worker_log}")
+
+    def _worker_env(self) -> dict[str, str]:
+        assert self.settings is not None
+        return {
+            **self.environ,
+            "REDIS_URL": self.settings.redis_url,
+            "DREAMLOOM_DATA_DIR": str(self.folder.path),
+            "DREAMLOOM_SPOOL_DIR": str(self.settings.spool_dir),
+        }
+
+    def client(self) -> JobClient:
+        assert self.settings is not None, "start() first"
+        assert self.registry is not None, "start() first"
+        return JobClient(self.settings, registry=self.registry)
+
+    def worker_ready(self) -> bool:
+        try:
+            with self.worker_log.open("rb") as handle:
+                handle.seek(self._log_start)
+                return b" ready." in handle.read()
+        except OSError:
+            return False
+
+    def worker_failure(self) -> str | None:
+        """Why the worker is gone, or None while it runs."""
+        if self.worker is None or self.worker.poll() is None:
+            return None
+        try:
+            lines = self.worker_log.read_text(errors="replace").strip().splitlines()[-8:]
+        except OSError:
+            lines = []
+        tail = "\n".join(f"    {line}" for line in lines)
+        return f"the worker stopped (exit status {self.worker.returncode}); the end of {self.worker_log}:\n{tail}"
+
+    def stop(self, hurry: threading.Event | None = None) -> None:
+        """Stop the worker, then Redis (which the worker needs until it is gone); safe to call at any point."""
+        if self.worker is not None:
+            stop(self.worker, hurry=hurry)
+            self.worker = None
+        if self.redis is not None:
+            self.redis.stop(hurry)
+            self.redis = None
+        self.folder.release()
