@@ -81,14 +81,17 @@ def connect(
         say(f"No dreamloom is running: starting one for this command, with its data in {folder} "
             "(`dreamloom up` keeps one running; --data-dir picks another folder) ...")  # fmt: skip
     hurry = threading.Event()
+    idle = False  # nothing waits or runs: the worker has nothing to finish
     try:
         system.start()
         assert system.registry is not None
         with system.client() as client:
             yield Connection(client, system.registry.notice, "a job system started for this command", system=system)
+            counts = client.store.counts()
+            idle = counts["queued"] + counts["held"] + counts["running"] == 0
     finally:
         previous = signal.signal(signal.SIGINT, lambda *_: hurry.set())
         try:
-            system.stop(hurry)
+            system.stop(hurry, idle=idle)
         finally:
             signal.signal(signal.SIGINT, previous)

@@ -17,6 +17,7 @@ command line never imports torch.
 from __future__ import annotations
 
 import dataclasses
+import signal
 import subprocess
 import threading
 from collections.abc import Mapping
@@ -27,11 +28,13 @@ from bot.cli.settings import ServiceSettings
 from engine.registry import Registry
 from tasks.client import JobClient
 from tasks.embedded_redis import EmbeddedRedis
-from tasks.processes import spawn, stop
+from tasks.processes import ESCALATION, spawn, stop
 from tasks.settings import Settings
 from tasks.worker_process import worker_command
 
 __all__ = ["LocalJobSystem"]
+
+IDLE_WORKER_STOP = ((signal.SIGTERM, 0.5), (signal.SIGKILL, 5.0))
 
 
 class LocalJobSystem:
@@ -120,10 +123,14 @@ class LocalJobSystem:
         tail = "\n".join(f"    {line}" for line in lines)
         return f"the worker stopped (exit status {self.worker.returncode}); the end of {self.worker_log}:\n{tail}"
 
-    def stop(self, hurry: threading.Event | None = None) -> None:
-        """Stop the worker, then Redis (which the worker needs until it is gone); safe to call at any point."""
+    def stop(self, hurry: threading.Event | None = None, *, idle: bool = False) -> None:
+        """Stop the worker, then Redis (which the worker needs until it is gone); safe to call at any point.
+
+        ``idle``: the worker has nothing in hand (a command's own job system, once its jobs are finished), so
+        it gets half a second to stop before it is killed: Celery's warm shutdown of a prefork pool takes
+        about three seconds even then, which the command's user would wait for."""
         if self.worker is not None:
-            stop(self.worker, hurry=hurry)
+            stop(self.worker, IDLE_WORKER_STOP if idle else ESCALATION, hurry=hurry)
             self.worker = None
         if self.redis is not None:
             self.redis.stop(hurry)

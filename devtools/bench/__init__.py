@@ -21,6 +21,7 @@ __all__ = ["BENCHMARKS", "add_command"]
 BENCHMARKS = {
     "engine": ("devtools.bench.engine_speed", "plain diffusers (A) against dreamloom's engine (B), on a GPU"),
     "jobs": ("devtools.bench.job_overhead", "the job path's overhead against a bare Celery round trip"),
+    "first-job": ("devtools.bench.first_job", "a newcomer's first `dreamloom imagine`, cold and warm"),
 }
 
 
