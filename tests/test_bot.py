@@ -8,13 +8,16 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
+from engine.errors import JobFailed
 from engine.jobs import JobStatus
 from tasks.client import JobClient
 from tests.conftest import settings_env
@@ -268,6 +271,36 @@ def test_two_users_see_only_their_own_jobs_and_only_owners_can_cancel(world):
     assert world.client.get(bob_job.id).status is JobStatus.QUEUED
     world.bg.wait_for(lambda: "Cancelled" in world.double.message(job_message.id).content, timeout=TIMEOUT,
                       what="the job message to say it was cancelled")  # fmt: skip
+
+
+class _FailsAfterPreviews:
+    """An engine that shows a few previews, then fails as a model can."""
+
+    def imagine(self, request: Any, **options: Any) -> Any:
+        for step in (1, 2, 3):
+            options["progress"](step, 4, Image.new("RGB", (64, 64), (200, 40, 40)))
+            time.sleep(1.5)  # longer than the bot's gap between edits in one channel
+        raise JobFailed("The model could not draw this prompt")
+
+
+def test_a_failed_job_message_says_why_without_its_last_preview(world, start_thread_worker):
+    world.start_bot()
+    start_thread_worker(job_engine=_FailsAfterPreviews())
+    world.reply(world.slash("imagine", {"prompt": "an impossible thing"}))
+    job = world.client.jobs_of(str(world.double.user.id))[0]
+    world.bg.wait_for(lambda: world.client.get(job.id).status is JobStatus.FAILED, timeout=TIMEOUT, what="it to fail")
+    message_id = int(world.client.get(job.id).message_id or 0)
+    world.bg.wait_for(lambda: "Job failed" in world.double.message(message_id).content, timeout=TIMEOUT,
+                      what="the job message to say it failed")  # fmt: skip
+    edits = [c for c in world.double.calls_to("PATCH", "/channels/{channel_id}/messages/{message_id}")
+             if c.path.endswith(f"/{message_id}")]  # fmt: skip
+    assert any(call.files for call in edits), "it showed a preview while it ran"
+    failed = world.double.message(message_id)
+    assert failed.attachments == [], "the last preview is gone: it is not a result"
+    assert [(e["title"], e["description"]) for e in failed.embeds] == [
+        ("Job failed", "The model could not draw this prompt")
+    ]
+    assert failed.components == [], "no buttons on a failed job"
 
 
 def test_settings_remix_custom_zoom_dm_and_show(world, start_thread_worker):
