@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from engine.jobs import JobStatus
+from engine.prompt import parse
+from tasks.client import JobClient
 from tests.support.playground import JOB_DONE, clean_env, dreamloom, local_settings, null_registry, painting_worker
+from tests.support.servers import wait_until
 
 
 @pytest.fixture
@@ -73,6 +77,25 @@ def test_a_follow_up_that_cannot_run_exits_2(job_system, tmp_path):
     result = dreamloom("vary", "f" * 32, "1", env=job_system, cwd=tmp_path)
     assert result.returncode == 2
     assert "Unknown job" in result.stderr
+    result = dreamloom("cancel", grid_id[:8], env=job_system, cwd=tmp_path)
+    assert (result.returncode, result.stderr.strip()) == (
+        2,
+        "Not possible: This job is already done; there is nothing to cancel",
+    )
+
+
+def test_cancel_waits_for_a_running_job_to_stop_and_says_how_it_ended(redis_url, tmp_path):
+    registry_file, registry = null_registry(tmp_path)
+    settings = local_settings(redis_url, tmp_path)
+    env = clean_env(REDIS_URL=redis_url, DREAMLOOM_DATA_DIR=str(settings.data_dir),
+                    DREAMLOOM_MODELS=str(registry_file), DREAMLOOM_USER="carol")  # fmt: skip
+    with painting_worker(settings, registry, step_seconds=1.0), JobClient(settings, registry=registry) as client:
+        job = client.submit(parse("a slow cat"), owner="carol")
+        wait_until(lambda: client.get(job.id).status is JobStatus.RUNNING, timeout=60, what="the job to start")
+        result = dreamloom("cancel", job.id[:8], env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == f"job {job.id} cancelled\n", "it waited for the running job's next step"
+        assert client.get(job.id).status is JobStatus.CANCELLED
 
 
 @pytest.mark.parametrize(

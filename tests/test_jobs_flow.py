@@ -12,9 +12,10 @@ from typing import Any
 
 import boto3
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from PIL import Image
 
-from engine.actions import FollowUpOptions
+from engine.actions import ACTIONS, FollowUpOptions
 from engine.errors import InvalidFollowUp, JobFailed, NotAllowed, QueueFull, UnknownJob
 from engine.jobs import Action, JobStatus, PanDirection
 from engine.null import NullEngine
@@ -264,6 +265,20 @@ def test_bad_input_gets_clear_errors_and_changes_nothing(client, registry_file, 
     assert client.get(queued.id) == before, "nothing changed"
     with pytest.raises(InvalidFollowUp, match="already done"):
         client.cancel(done.id, by="alice")
+
+
+class _VariationsTooSlow(NullEngine):
+    def vary(self, *args: Any, **kwargs: Any) -> Any:
+        raise SoftTimeLimitExceeded()  # what Celery raises inside a job that runs past its soft time limit
+
+
+def test_a_job_past_its_time_limit_says_what_can_be_done_for_its_own_action(client, registry_file, start_thread_worker):
+    start_thread_worker(job_engine=_VariationsTooSlow(Registry.from_toml(registry_file)))
+    grid = finished(client, client.submit(parse("a cat --seed 2"), owner="alice").id)
+    varied = finished(client, client.follow_up(grid.id, Action.VARY_STRONG, owner="alice", index=1).id)
+    assert varied.status is JobStatus.FAILED
+    assert varied.error == f"The job took longer than its time limit; {ACTIONS[Action.VARY_STRONG].too_slow}"
+    assert "--q" not in varied.error, "no advice about a prompt a button cannot change"
 
 
 def test_a_redelivered_job_whose_result_exists_is_not_rendered_again(client, settings):
