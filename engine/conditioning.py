@@ -1,4 +1,4 @@
-"""Text conditioning and starting noise for a ``GenerationPlan``: the README's mapping table, in tensors.
+"""Text conditioning and starting noise for a ``GenerationPlan``: the mapping table of docs/models.md, in tensors.
 
 For Stable Diffusion 1.x/2.x and SDXL the engine encodes prompts itself and hands the pipeline embeddings,
 which is what makes ``::`` weights, the ``--no`` push, ``--weird`` and ``--chaos`` exact:

@@ -1,7 +1,7 @@
 """How an ``ImagineRequest`` becomes concrete generation settings for one model: the ``GenerationPlan``.
 
 Torch-free, so the bot can show a job's size and steps and the job system can size time limits without
-loading a model. The README's "From parameters to pixels" table documents every rule here; the engine
+loading a model. The "From parameters to pixels" table of docs/models.md documents every rule here; the engine
 executes a plan and never reinterprets the request itself.
 
     plan = plan_generation(parse("a lighthouse --ar 16:9 --seed 7"), ModelProfile(native_size=(1024, 1024)))

@@ -127,7 +127,7 @@ class ImagineRequest:
 
 
 # --------------------------------------------------------------------------------------------------
-# Parameters: one table row per parameter; the parser, the writer and the README read from it.
+# Parameters: one table row per parameter; the parser, the writer and docs/models.md read from it.
 
 
 @dataclass(frozen=True)

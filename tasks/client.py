@@ -107,7 +107,7 @@ class JobClient:
         model: str | None = None,
     ) -> Job:
         """An /imagine. ``model`` is the owner's default model alias, used when the prompt has no --v/--niji.
-        Raises ``QueueFull``, ``engine.errors.UnknownModel`` or ``engine.errors.Blocked``."""
+        Raises ``QueueFull``, ``UnknownModel`` or ``BannedPrompt`` (refusals: no job is made)."""
         self.blocklist.check(request)
         entry = self.registry.resolve(request.model or model)
         seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)

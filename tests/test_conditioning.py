@@ -1,4 +1,4 @@
-"""The README's mapping table, checked on the tensors the engine hands the pipeline."""
+"""The mapping table of docs/models.md, checked on the tensors the engine hands the pipeline."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The documented mapping from a request to generation settings (README: "From parameters to pixels")."""
+"""The documented mapping from a request to generation settings (docs/models.md: "From parameters to pixels")."""
 
 from __future__ import annotations
 

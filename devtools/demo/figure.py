@@ -1,4 +1,4 @@
-"""The README's picture of the demo model: ``python -m devtools.demo.figure docs/images/demo-kinds.png``.
+"""The picture of the demo model in docs/demo-model.md: ``python -m devtools.demo.figure docs/images/demo-kinds.png``.
 
 One row per shape kind for the prompt "a large red <kind> in the centre on a white background --seed 3":
 the renderer's own drawing of that scene, then the four images of the model's grid.

@@ -535,7 +535,7 @@ def _model_card(config: TrainConfig) -> str:
         "A tiny Stable Diffusion pipeline trained from scratch on dreamloom's procedural scenes "
         "(`devtools/demo/scenes.py`): one or two circles, squares, triangles, stars or rings in ten colours, "
         "small or large, at nine places, on a flat or gradient background. 64x64 pixels natively.\n\n"
-        "Trained by `python -m devtools.demo.train` (see dreamloom's README for the time it takes and the "
+        "Trained by `python -m devtools.demo.train` (see docs/demo-model.md in dreamloom for the time it takes and the "
         "evaluator's figures, from `python -m devtools.demo.evaluate`) with:\n\n"
         f"```json\n{json.dumps(settings, indent=2)}\n```\n"
     )
