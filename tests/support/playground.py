@@ -124,15 +124,17 @@ def local_settings(redis_url: str, folder: Path) -> Settings:
 
 
 @contextlib.contextmanager
-def painting_worker(settings: Settings, registry: Registry, step_seconds: float = 0.0) -> Iterator[None]:
-    """A Celery worker in a thread (solo pool) that renders with a PaintEngine."""
+def painting_worker(
+    settings: Settings, registry: Registry, step_seconds: float = 0.0, engine: PaintEngine | None = None
+) -> Iterator[None]:
+    """A Celery worker in a thread (solo pool) that renders with a PaintEngine (``engine``, or a new one)."""
     from celery.contrib.testing.worker import start_worker
 
     from tasks.routing import worker_queues
     from tasks.worker import create_worker_app
 
-    engine = PaintEngine(registry, step_seconds)
-    app = create_worker_app(settings, engine_factory=lambda: engine)
+    painter = engine or PaintEngine(registry, step_seconds)
+    app = create_worker_app(settings, engine_factory=lambda: painter)
     queues = worker_queues(entry.family for entry in registry.entries)
     with start_worker(app, pool="solo", perform_ping_check=False, queues=queues, shutdown_timeout=30):
         yield

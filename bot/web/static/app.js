@@ -1,7 +1,9 @@
 // dreamloom playground: a Discord channel with the bot, over the playground's JSON API and live events.
 "use strict";
 
-const state = { user: "you", messages: new Map(), views: new Map(), events: null };
+// keep: where the channel stays while images load and jobs change: "bottom" (the newest job), a job's id (an
+// address with #job-<id>, a reply's link), or null: where the reader scrolled to.
+const state = { user: "you", messages: new Map(), views: new Map(), events: null, keep: "bottom" };
 const $ = (id) => document.getElementById(id);
 
 // --- small helpers ------------------------------------------------------------------------------------
@@ -47,7 +49,46 @@ function when(seconds) {
   return today ? `Today at ${time}` : `${date.toLocaleDateString()} ${time}`;
 }
 
-function nearBottom(box) { return box.scrollHeight - box.scrollTop - box.clientHeight < 200; }
+// --- where the channel stays -----------------------------------------------------------------------------
+
+const BOTTOM = "bottom";
+
+function atBottom(box) { return box.scrollHeight - box.scrollTop - box.clientHeight < 16; }
+
+function keepPlace() {
+  const box = $("channel");
+  if (box.hidden) return;
+  if (state.keep === BOTTOM) box.scrollTop = box.scrollHeight;
+  else if (state.keep) state.messages.get(state.keep)?.scrollIntoView({ block: "center" });
+}
+
+// Every message's size, and the channel's: an image that loads, a job that changes, a window that is resized.
+const resized = new ResizeObserver(() => keepPlace());
+
+// Only the reader moves the channel away from its place: a wheel, a touch, a key, the scrollbar. Back at the
+// bottom, it follows the newest job again.
+function watchScrolling(box) {
+  let byReaderUntil = 0;
+  const byReader = () => { byReaderUntil = performance.now() + 1000; };
+  box.addEventListener("wheel", (event) => {
+    byReader();
+    if (event.deltaY < 0 && box.scrollTop > 0) state.keep = null;
+  }, { passive: true });
+  box.addEventListener("touchmove", byReader, { passive: true });
+  box.addEventListener("keydown", byReader);
+  box.addEventListener("pointerdown", (event) => { if (event.target === box) byReaderUntil = Infinity; });
+  window.addEventListener("pointerup", () => { if (byReaderUntil === Infinity) byReader(); });
+  let lastTop = box.scrollTop;
+  box.addEventListener("scroll", () => {
+    const up = box.scrollTop < lastTop - 1;  // (a job or an image that grows below leaves scrollTop as it was)
+    lastTop = box.scrollTop;
+    if (performance.now() >= byReaderUntil) return;
+    if (atBottom(box)) state.keep = BOTTOM;
+    else if (up || state.keep !== BOTTOM) state.keep = null;
+  }, { passive: true });
+  resized.observe(box);
+  for (const child of box.children) resized.observe(child);
+}
 
 // --- the channel --------------------------------------------------------------------------------------
 
@@ -85,11 +126,9 @@ const SHOWN_SIDE = 400;  // images are shown to fit this square, small ones enla
 
 function fit(event) {
   const image = event.currentTarget;
-  const box = $("channel");
-  const stick = box.contains(image) && nearBottom(box);
   const scale = Math.min(SHOWN_SIDE / image.naturalWidth, SHOWN_SIDE / image.naturalHeight);
   image.style.width = `${Math.round(image.naturalWidth * scale)}px`;
-  if (stick) box.scrollTop = box.scrollHeight;
+  keepPlace();
 }
 
 function attachment(view, preview) {
@@ -121,6 +160,8 @@ function failure(view) {
 }
 
 const STAGE = { queued: 0, held: 0, running: 1, done: 2, failed: 2, cancelled: 2 };
+const WAITING = new Set(["queued", "held", "running"]);  // only these show a preview: a finished job shows its
+// images, a failed one its error, a cancelled one "Cancelled", never a blurry picture that looks like a result
 
 function renderJob(view, { preview = null, scroll = false } = {}) {
   const known = state.views.get(view.id);
@@ -132,9 +173,9 @@ function renderJob(view, { preview = null, scroll = false } = {}) {
   }
   state.views.set(view.id, view);
   const box = $("channel");
-  const follow = scroll || nearBottom(box);
+  if (scroll) state.keep = BOTTOM;
   const old = state.messages.get(view.id);
-  const keepPreview = preview || (old && view.status !== "done" ? old.dataset.preview : null);
+  const keepPreview = WAITING.has(view.status) ? preview || (old && old.dataset.preview) || null : null;
   const used = old ? [...old.querySelectorAll(".btn.used")].map((b) => b.textContent) : [];
   const message = el("article", {
     class: "message", id: `job-${view.id}`,
@@ -148,10 +189,15 @@ function renderJob(view, { preview = null, scroll = false } = {}) {
   for (const button of message.querySelectorAll(".btn")) {
     if (used.includes(button.textContent)) button.classList.add("used");
   }
-  if (old) old.replaceWith(message);
-  else insertInOrder(box, message, view.created_at);
+  if (old) {
+    resized.unobserve(old);
+    old.replaceWith(message);
+  } else {
+    insertInOrder(box, message, view.created_at);
+  }
   state.messages.set(view.id, message);
-  if (follow) box.scrollTop = box.scrollHeight;
+  resized.observe(message);
+  keepPlace();
   return message;
 }
 
@@ -170,10 +216,20 @@ function ephemeral(title, text) {
         el("time", {}, when(Date.now() / 1000))),
       el("div", { class: "embed error" }, el("div", { class: "title" }, title), el("div", { class: "text" }, text)),
       el("div", { class: "ephemeral-note" }, "👁 Only you can see this • ",
-        el("a", { onclick: () => message.remove() }, "Dismiss message"))));
+        el("a", { onclick: () => { resized.unobserve(message); message.remove(); } }, "Dismiss message"))));
   message.dataset.created = Date.now() / 1000;
   box.append(message);
-  box.scrollTop = box.scrollHeight;
+  resized.observe(message);
+  state.keep = BOTTOM;
+  keepPlace();
+}
+
+// "1.5" or "1.5 --ar 16:9" (--aspect too) as {scale, aspect}; null for anything else, which would otherwise
+// zoom by the default without a word.
+function customZoom(answer) {
+  const match = /^(\d+(?:\.\d*)?|\.\d+)(?:\s+--(?:ar|aspect)\s+(\d+:\d+))?$/.exec(answer.trim());
+  if (!match) return null;
+  return match[2] ? { scale: Number(match[1]), aspect: match[2] } : { scale: Number(match[1]) };
 }
 
 async function press(view, button, node) {
@@ -182,9 +238,13 @@ async function press(view, button, node) {
   if (button.ask === "zoom") {
     const answer = window.prompt("Zoom out by (1.0 to 2.0); add --ar W:H to change the shape", "1.5");
     if (answer === null) return;
-    const [scale, , aspect] = answer.trim().split(/\s+/);
-    body.scale = Number(scale);
-    if (aspect) body.aspect = aspect;
+    const zoom = customZoom(answer);
+    if (!zoom) {
+      ephemeral("Invalid parameter", `Custom Zoom takes a number from 1.0 to 2.0, then --ar W:H for a new shape `
+        + `(got “${answer.trim()}”)`);
+      return;
+    }
+    Object.assign(body, zoom);
   }
   node.disabled = true;
   try {
@@ -236,14 +296,18 @@ function onEvent(message) {
 function listen() {
   const events = new EventSource("/api/events");
   events.onmessage = onEvent;
-  events.onopen = () => { $("live").classList.add("on"); if (state.events) loadHistory(); state.events = events; };
+  events.onopen = () => {  // what changed before the stream (re)opened: a job that finished meanwhile
+    $("live").classList.add("on");
+    state.events = events;
+    loadHistory().catch((error) => console.warn("could not load the jobs", error));
+  };
   events.onerror = () => $("live").classList.remove("on");
 }
 
 async function loadHistory() {
   const { jobs } = await api("/api/jobs?limit=50");
   for (const view of jobs.reverse()) {
-    if (!state.messages.has(view.id) || state.views.get(view.id).status !== view.status) renderJob(view, { scroll: true });
+    if (!state.messages.has(view.id) || state.views.get(view.id).status !== view.status) renderJob(view);
   }
 }
 
@@ -281,8 +345,9 @@ async function showDetails(jobId) {
     el("h3", {}, "Settings"), el("table", {}, rows.map(([key, value]) => el("tr", {}, el("td", {}, key), el("td", {}, String(value))))),
     el("h3", {}, "Lineage"),
     el("div", { class: "lineage" }, lineage.map((id, index) => el("a", {
-      href: `#job-${id}`, onclick: (event) => { event.preventDefault(); if (id !== view.id) showDetails(id); },
-    }, `${"  ".repeat(index)}${index ? "↳ " : ""}${id.slice(0, 8)}${id === view.id ? " (this job)" : ""}`))),
+      href: `#job-${id}`, title: id, style: `padding-left: ${Math.min(index, 6) * 12}px`,
+      onclick: (event) => { event.preventDefault(); if (id !== view.id) showDetails(id); },
+    }, `${index ? "↳ " : ""}${id.slice(0, 8)}${id === view.id ? " (this job)" : ""}`))),
     (view.notes || []).length ? el("h3", {}, "Notes") : "", (view.notes || []).map((note) => el("div", {}, note)),
     el("h3", {}, "Full-size files"), el("div", { class: "files" }, files.flatMap((link) => [link, " "])),
   );
@@ -293,7 +358,8 @@ function focusJob(jobId) {
   showView("channel");
   const message = state.messages.get(jobId);
   if (!message) { showDetails(jobId); return; }
-  message.scrollIntoView({ block: "center" });
+  state.keep = jobId;  // and there it stays while the images above it load, until the reader scrolls
+  keepPlace();
   message.classList.add("highlight");
   setTimeout(() => message.classList.remove("highlight"), 2000);
 }
@@ -309,6 +375,7 @@ function showView(name) {
   $("view-topic").textContent = gallery ? "every finished job: click one for its settings, lineage and full-size files"
     : "/imagine a prompt: four images, then the buttons under them";
   if (gallery) showGallery();
+  else keepPlace();
 }
 
 function route() {
@@ -326,6 +393,11 @@ async function start() {
   $("me-name").textContent = info.user;
   $("me-avatar").textContent = info.user.slice(0, 1).toUpperCase();
   $("me-model").textContent = info.default_model ? `model: ${info.default_model}` : "no model configured";
+  if (info.example) {  // a prompt the served model draws (the demo model knows only coloured shapes)
+    $("prompt").placeholder = info.example;
+    $("welcome-example").textContent = info.example;
+    $("welcome-try").hidden = false;
+  }
   if (info.notice) {
     $("notice").hidden = false;
     $("notice").classList.add(info.notice.kind);
@@ -334,6 +406,7 @@ async function start() {
   }
   $("composer").addEventListener("submit", imagine);
   $("details-close").addEventListener("click", () => { $("details").hidden = true; });
+  watchScrolling($("channel"));
   window.addEventListener("hashchange", route);
   await loadHistory();
   listen();
