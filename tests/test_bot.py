@@ -25,6 +25,8 @@ from tests.support.discord_double import BackgroundDouble
 from tests.support.discord_double.models import Message
 from tests.support.servers import ROOT, free_port
 
+pytestmark = pytest.mark.slow  # a real bot process per test
+
 TIMEOUT = 90.0  # generous: the machine may be busy
 
 
@@ -273,28 +275,36 @@ def test_two_users_see_only_their_own_jobs_and_only_owners_can_cancel(world):
                       what="the job message to say it was cancelled")  # fmt: skip
 
 
-class _FailsAfterPreviews:
-    """An engine that shows a few previews, then fails as a model can."""
+class _FailsAfterAPreview:
+    """An engine that sends previews until the bot has shown one, then fails as a model can."""
+
+    def __init__(self, preview_shown: Any) -> None:
+        self.preview_shown = preview_shown
 
     def imagine(self, request: Any, **options: Any) -> Any:
-        for step in (1, 2, 3):
-            options["progress"](step, 4, Image.new("RGB", (64, 64), (200, 40, 40)))
-            time.sleep(1.5)  # longer than the bot's gap between edits in one channel
+        deadline = time.monotonic() + TIMEOUT
+        step = 0
+        while not self.preview_shown() and time.monotonic() < deadline:
+            step += 1
+            options["progress"](min(step, 3), 4, Image.new("RGB", (64, 64), (200, 40, 40)))
+            time.sleep(0.3)
         raise JobFailed("The model could not draw this prompt")
 
 
 def test_a_failed_job_message_says_why_without_its_last_preview(world, start_thread_worker):
+    def preview_edits() -> list[Any]:
+        edits = world.double.calls_to("PATCH", "/channels/{channel_id}/messages/{message_id}")
+        return [call for call in edits if call.files and call.files[0].filename == "preview.webp"]
+
     world.start_bot()
-    start_thread_worker(job_engine=_FailsAfterPreviews())
+    start_thread_worker(job_engine=_FailsAfterAPreview(lambda: bool(preview_edits())))
     world.reply(world.slash("imagine", {"prompt": "an impossible thing"}))
     job = world.client.jobs_of(str(world.double.user.id))[0]
     world.bg.wait_for(lambda: world.client.get(job.id).status is JobStatus.FAILED, timeout=TIMEOUT, what="it to fail")
     message_id = int(world.client.get(job.id).message_id or 0)
+    assert any(call.path.endswith(f"/{message_id}") for call in preview_edits()), "a preview showed while it ran"
     world.bg.wait_for(lambda: "Job failed" in world.double.message(message_id).content, timeout=TIMEOUT,
                       what="the job message to say it failed")  # fmt: skip
-    edits = [c for c in world.double.calls_to("PATCH", "/channels/{channel_id}/messages/{message_id}")
-             if c.path.endswith(f"/{message_id}")]  # fmt: skip
-    assert any(call.files for call in edits), "it showed a preview while it ran"
     failed = world.double.message(message_id)
     assert failed.attachments == [], "the last preview is gone: it is not a result"
     assert [(e["title"], e["description"]) for e in failed.embeds] == [

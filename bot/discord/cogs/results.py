@@ -43,8 +43,11 @@ class Results(commands.Cog):
         self.task = asyncio.create_task(self.consume(), name="dreamloom-events")
 
     async def cog_unload(self) -> None:
+        """Stop reading events before the bot's Redis connection closes (the launcher closes it after this)."""
         if self.task is not None:
             self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
 
     async def consume(self) -> None:
         await self.bot.wait_until_ready()
