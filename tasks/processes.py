@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-__all__ = ["ESCALATION", "spawn", "stop"]
+__all__ = ["ESCALATION", "IDLE_WORKER_STOP", "spawn", "stop"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -30,6 +30,10 @@ ESCALATION: tuple[tuple[signal.Signals, float], ...] = (
     (signal.SIGQUIT, 5.0),
     (signal.SIGKILL, 5.0),
 )
+# A worker with nothing in hand (its caller knows no job waits or runs): half a second, then at once. Celery's
+# warm shutdown of a prefork pool takes about three seconds even then (billiard sleeps a second in each
+# child's exit), which whoever stops it would wait for with nothing to gain.
+IDLE_WORKER_STOP: tuple[tuple[signal.Signals, float], ...] = ((signal.SIGTERM, 0.5), (signal.SIGKILL, 5.0))
 
 
 @functools.cache

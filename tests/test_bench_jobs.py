@@ -9,6 +9,7 @@ import pytest
 from tests.support.playground import clean_env, dreamloom
 
 
+@pytest.mark.slow
 def test_the_jobs_benchmark_measures_overhead_throughput_and_grid_encoding(tmp_path):
     out = tmp_path / "bench.json"
     result = dreamloom("bench", "jobs", "--engine", "null", "--jobs", "5", "--latency-jobs", "3", "--json", str(out),
@@ -25,10 +26,12 @@ def test_the_jobs_benchmark_measures_overhead_throughput_and_grid_encoding(tmp_p
     assert grid["dreamloom_jpeg_q90_ms"] < grid["pillow_default_png_ms"]
 
 
-def test_the_jobs_benchmark_renders_with_the_tiny_engine(tmp_path):
+@pytest.mark.slow
+def test_the_jobs_benchmark_renders_with_the_tiny_engine(tmp_path, tiny_models):
     out = tmp_path / "bench.json"
     result = dreamloom("bench", "jobs", "--engine", "tiny", "--storage", "local", "--tiny-jobs", "2",
-                       "--json", str(out), env=clean_env(), cwd=tmp_path, timeout=300)  # fmt: skip
+                       "--tiny-model", str(tiny_models["sd15"]), "--json", str(out), env=clean_env(), cwd=tmp_path,
+                       timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     (run,) = json.loads(out.read_text())["results"]
     assert (run["storage"], run["engine"]) == ("local", "tiny")

@@ -17,7 +17,6 @@ command line never imports torch.
 from __future__ import annotations
 
 import dataclasses
-import signal
 import subprocess
 import threading
 from collections.abc import Mapping
@@ -28,13 +27,11 @@ from bot.cli.settings import ServiceSettings
 from engine.registry import Registry
 from tasks.client import JobClient
 from tasks.embedded_redis import EmbeddedRedis
-from tasks.processes import ESCALATION, spawn, stop
+from tasks.processes import ESCALATION, IDLE_WORKER_STOP, spawn, stop
 from tasks.settings import Settings
 from tasks.worker_process import worker_command
 
 __all__ = ["LocalJobSystem"]
-
-IDLE_WORKER_STOP = ((signal.SIGTERM, 0.5), (signal.SIGKILL, 5.0))
 
 
 class LocalJobSystem:
@@ -127,8 +124,7 @@ class LocalJobSystem:
         """Stop the worker, then Redis (which the worker needs until it is gone); safe to call at any point.
 
         ``idle``: the worker has nothing in hand (a command's own job system, once its jobs are finished), so
-        it gets half a second to stop before it is killed: Celery's warm shutdown of a prefork pool takes
-        about three seconds even then, which the command's user would wait for."""
+        it stops at once (``tasks.processes.IDLE_WORKER_STOP``) rather than after Celery's warm shutdown."""
         if self.worker is not None:
             stop(self.worker, IDLE_WORKER_STOP if idle else ESCALATION, hurry=hurry)
             self.worker = None

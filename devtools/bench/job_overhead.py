@@ -42,7 +42,7 @@ from engine.registry import Registry
 from tasks.celery_app import PING_TASK
 from tasks.client import JobClient
 from tasks.embedded_redis import EmbeddedRedis
-from tasks.processes import spawn, stop
+from tasks.processes import ESCALATION, IDLE_WORKER_STOP, spawn, stop
 from tasks.routing import queue_name
 from tasks.settings import ENVIRONMENT, Secret, Settings
 from tasks.worker_process import worker_command
@@ -134,9 +134,9 @@ def measure(client: JobClient, redis: Redis, latency_jobs: int, throughput_jobs:
     }
 
 
-def grid_encoding(tile: int = 1024, repeats: int = 5) -> dict[str, float]:
-    """ms to compose four tiles into a grid and encode it: as the bot posts it, and with Pillow's default."""
-    registry = Registry.from_mapping({"models": {"bench": {"source": "-", "native_size": [tile, tile]}}})
+def grid_encoding(side: int = 1024, repeats: int = 5) -> dict[str, float]:
+    """ms to compose four images into a grid and encode it: as the bot posts it, and with Pillow's default."""
+    registry = Registry.from_mapping({"models": {"bench": {"source": "-", "native_size": [side, side]}}})
     images = list(NullEngine(registry).imagine(parse("a grid --seed 1")).images)
 
     def timed(save: dict[str, Any]) -> float:
@@ -183,9 +183,12 @@ def run_one(
         )
         factory = "engine.null:NullEngine.from_env"
     else:
-        model = folder / "tiny-model"
-        subprocess.run([sys.executable, "-c", f"from devtools.tiny_pipelines import save_tiny_pipeline; "
-                        f"save_tiny_pipeline({str(model)!r}, 'sd15')"], check=True, capture_output=True)  # fmt: skip
+        model = args.tiny_model or folder / "tiny-model"
+        if args.tiny_model is None:  # built in a process of its own: this one never imports torch
+            build = (
+                f"from devtools.tiny_pipelines import save_tiny_pipeline; save_tiny_pipeline({str(model)!r}, 'sd15')"
+            )
+            subprocess.run([sys.executable, "-c", build], check=True, capture_output=True)
         registry_file.write_text(
             f'[models.v6]\nsource = "{model}"\nfamily = "{FAMILY}"\nnative_size = [64, 64]\nsize_multiple = 16\n'
             'steps = 4\nscheduler = "euler"\n'
@@ -218,6 +221,7 @@ def run_one(
     log = folder / "worker.log"
     command = [*worker_command([FAMILY], args.concurrency, name=f"bench-{uuid.uuid4().hex[:6]}@%h"), "-f", str(log)]
     worker = spawn(command, env=env)
+    idle = False
     try:
         deadline = time.monotonic() + 300
         while "ready." not in (log.read_text(errors="replace") if log.exists() else ""):
@@ -233,8 +237,9 @@ def run_one(
         # The tiny engine really renders (about a second a job on 2 cores): fewer jobs say as much.
         counts = (args.latency_jobs, args.jobs) if engine == "null" else (args.tiny_jobs, args.tiny_jobs)
         measured = measure(client, redis, *counts)
+        idle = True  # every job it was given is done
     finally:
-        stop(worker)
+        stop(worker, IDLE_WORKER_STOP if idle else ESCALATION)
     return {"storage": storage, "engine": engine, **measured}
 
 
@@ -279,6 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=512, help="the null engine's image size (default 512)")
     parser.add_argument("--concurrency", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--tiny-model", type=Path, help="a tiny pipeline folder for the tiny engine (default: one built for the run)"
+    )
     args = parser.parse_args(argv)
     storages = _choices(parser, "--storage", args.storage, ("local", "s3"))
     engines = _choices(parser, "--engine", args.engine, ("null", "tiny"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import redis
 from moto.server import ThreadedMotoServer
+
+from tasks.processes import IDLE_WORKER_STOP, spawn, stop
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout
 
@@ -136,7 +137,7 @@ class WorkerProcess:
             "--without-mingle", "--without-gossip", "--without-heartbeat",
             "-n", f"test-worker-{os.getpid()}-{free_port()}@%h", "-l", "INFO", "-f", str(self.log_file),
         ]  # fmt: skip
-        self.process = subprocess.Popen(args, env=self.env, cwd=ROOT)
+        self.process = spawn(args, env=self.env, cwd=ROOT)  # its own session: stopping it takes its pool too
         try:
             wait_until(lambda: "ready." in self.log(), timeout=120, what="the celery worker to be ready")
         except TimeoutError:
@@ -155,12 +156,7 @@ class WorkerProcess:
         return [int(pid) for pid in path.read_text().split()] if path.exists() else []
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.process = None
+        """Stop it at once: a test is over with it, so it has nothing to finish (see ``IDLE_WORKER_STOP``)."""
+        if self.process is not None:
+            stop(self.process, IDLE_WORKER_STOP)
+            self.process = None
