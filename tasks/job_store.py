@@ -221,7 +221,7 @@ class JobStore:
         return Admission(_text(status), int(rank))
 
     def create_running(self, job: Job) -> None:
-        """Record a job the caller runs itself (no queue, no admission), e.g. separating a grid tile."""
+        """Record a job the caller runs itself (no queue, no admission), e.g. separating an image of a grid."""
         mapping = {**job.to_redis(), "status": JobStatus.RUNNING.value, "started_at": str(time.time())}
         with self.redis.pipeline() as pipe:
             pipe.hset(_job_key(job.id), mapping=cast(Any, mapping))

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from devtools.bench.engine_speed import main
+
+pytestmark = pytest.mark.slow  # builds and runs two pipelines
 
 
 def test_the_engine_benchmark_compares_both_paths(tmp_path, tiny_models, capsys):

@@ -31,6 +31,7 @@ def job_system(redis_url, tmp_path) -> Iterator[dict[str, str]]:
         )
 
 
+@pytest.mark.slow
 def test_imagine_and_follow_ups_end_to_end(job_system, tmp_path):
     result = dreamloom("imagine", "a lighthouse --ar 16:9 --seed 7", env=job_system, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -119,6 +119,7 @@ def test_a_variation_keeps_the_parent_s_main_attributes(demo):
     assert any(image.tobytes() != chosen.images[0].tobytes() for image in subtle.images)
 
 
+@pytest.mark.slow
 def test_the_readme_figure_shows_the_renderer_then_the_model_for_each_kind():
     figure = kinds_figure()
     side = NATIVE_SIZE[0]

@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 
+import pytest
 import torch
 
 from devtools.demo.export import build_unet, with_attention_16
@@ -14,6 +15,8 @@ from devtools.demo.train import TrainConfig, train
 from engine.generate import Engine
 from engine.prompt import parse
 from engine.registry import Registry
+
+pytestmark = pytest.mark.slow  # trains the demo pipeline for a few steps
 
 
 def smoke(tmp_path, name: str) -> TrainConfig:

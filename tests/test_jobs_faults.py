@@ -21,6 +21,8 @@ from tasks.routing import worker_queues
 from tests.conftest import settings_env
 from tests.support.servers import RedisServer, WorkerProcess, wait_until
 
+pytestmark = pytest.mark.slow  # real prefork workers, killed and restarted
+
 
 @pytest.fixture
 def workers(tmp_path: Path) -> Iterator[list[WorkerProcess]]:

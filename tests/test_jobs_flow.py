@@ -48,6 +48,7 @@ def bucket_keys(settings) -> set[str]:
     return {item["Key"] for item in s3.list_objects_v2(Bucket=settings.s3_bucket).get("Contents", [])}
 
 
+@pytest.mark.slow
 def test_imagine_then_follow_ups_end_to_end(client, settings, start_thread_worker):
     start_thread_worker()
     grid_job = client.submit(parse("a lighthouse at dusk --ar 16:9 --seed 7"), owner="alice", channel="c1", guild="g1")

@@ -27,6 +27,7 @@ def fetch(url: str) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
+@pytest.mark.slow
 def test_a_worker_exposes_metrics_and_health_after_a_job(client, settings, registry_file, tmp_path):
     port = free_port()
     env = settings_env(settings, registry_file, DREAMLOOM_METRICS_PORT=str(port),

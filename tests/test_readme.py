@@ -36,6 +36,7 @@ def is_relative(target: str) -> bool:
     return not re.match(r"[a-z][a-z0-9+.-]*:", target, re.IGNORECASE) and not target.startswith("#")
 
 
+@pytest.mark.slow
 def test_the_engine_example_runs(registry_file, tmp_path, monkeypatch, capsys):
     text = MODELS_DOC.read_text(encoding="utf-8")
     heading = EXAMPLE_HEADING.search(text)

@@ -20,6 +20,8 @@ import pytest
 from tests.support.playground import JOB_DONE, clean_env, dreamloom, dreamloom_argv, http
 from tests.support.servers import wait_until
 
+pytestmark = pytest.mark.slow  # the whole service and commands, as processes
+
 STARTUP_SECONDS = 300  # a busy 2-core machine is slow to start a worker
 JOB_SECONDS = 180
 

@@ -35,9 +35,12 @@ FAILURE = "The test engine was told to fail this prompt"
 WAIT_WORD = "patiently"  # a prompt with this word starts, then waits for the test's go-ahead
 LONG_WORD = "IMG_20240611_203512_HDR_panorama_edited_final_v2"  # a file name pasted into a prompt: no break in it
 
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium; ./dev test installs it)"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium; ./dev test installs it)"
+    ),
+]
 
 
 class ScriptedPaintEngine(PaintEngine):

@@ -131,10 +131,10 @@ def product_checks(engine: Engine, grids: int = 8) -> dict[str, float]:
     scenes = heldout_scenes(grids)
     for seed, scene in enumerate(scenes):
         parent = engine.imagine(parse(f"{full_caption(scene)} --seed {seed}"))
-        tile = engine.separate(parent.grid or Image.new("RGB", (1, 1)), parent.recipe, 1)
-        parent_reading = read(tile.images[0])
+        chosen = engine.separate(parent.grid or Image.new("RGB", (1, 1)), parent.recipe, 1)
+        parent_reading = read(chosen.images[0])
         for strong in (False, True):
-            varied = engine.vary(tile.images[0], tile.recipe, strong=strong)
+            varied = engine.vary(chosen.images[0], chosen.recipe, strong=strong)
             for image in varied.images:
                 reading = read(image)
                 total += 1
