@@ -131,7 +131,9 @@ class ActionSpec:
     too_slow: str = "try again when the server is less busy; if it keeps happening, tell the server's operator"
     # The request its job records, from the parent's (or a remixed) request and its options.
     request_for: Callable[[ImagineRequest, FollowUpOptions], ImagineRequest] = lambda request, _options: request
-    # Why it cannot start from an image of this size with these options, or None.
+    # Why these options are not valid for it (a zoom out of range, a pan without a direction), or None.
+    options_refusal: Callable[[FollowUpOptions], str | None] = lambda _options: None
+    # Why it cannot start from an image of this size with these options (too large, already square), or None.
     refusal: Callable[[tuple[int, int], FollowUpOptions], str | None] = lambda _size, _options: None
 
 
@@ -202,8 +204,23 @@ def _upscale_refusal(size: tuple[int, int], _options: FollowUpOptions) -> str | 
 
 def _pan_refusal(size: tuple[int, int], options: FollowUpOptions) -> str | None:
     if options.direction is None:
-        return "Pan needs a direction: left, right, up or down"
+        return _pan_options(options)
     return size_refusal(f"Pan {options.direction.value}", pan_size(size, options.direction))
+
+
+def _pan_options(options: FollowUpOptions) -> str | None:
+    return "Pan needs a direction: left, right, up or down" if options.direction is None else None
+
+
+def _zoom_options(options: FollowUpOptions) -> str | None:
+    scale = 2.0 if options.scale is None else options.scale
+    if math.isnan(scale) or not MIN_ZOOM <= scale <= MAX_ZOOM:
+        return f"Zoom must be from {MIN_ZOOM:g} to {MAX_ZOOM:g} (got {scale:g})"
+    if options.aspect is not None:
+        width, height = options.aspect
+        if min(width, height) < 1 or max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+            return f"--ar must be W:H with a ratio between 1:4 and 4:1 (got {width}:{height})"
+    return None
 
 
 def _square_refusal(size: tuple[int, int], _options: FollowUpOptions) -> str | None:
@@ -261,10 +278,11 @@ ACTIONS: dict[Action, ActionSpec] = {
         ),
         ActionSpec(
             Action.ZOOM_OUT, "Zoom Out", "Zoom Out", ResultKind.GRID, _SINGLE, _zoom_out, request_for=_new_aspect,
-            too_slow="try Zoom Out 1.5x, or a smaller image",
+            options_refusal=_zoom_options, too_slow="try Zoom Out 1.5x, or a smaller image",
         ),
         ActionSpec(
-            Action.PAN, "Pan", "Pan", ResultKind.GRID, _SINGLE, _pan, refusal=_pan_refusal, too_slow=_SMALLER,
+            Action.PAN, "Pan", "Pan", ResultKind.GRID, _SINGLE, _pan, options_refusal=_pan_options,
+            refusal=_pan_refusal, too_slow=_SMALLER,
         ),
         ActionSpec(
             Action.MAKE_SQUARE, "Make Square", "Make Square", ResultKind.GRID, _SINGLE, _make_square,
@@ -305,17 +323,8 @@ def check_follow_up(
     elif index is not None:
         whole = "grid" if parent_kind is ResultKind.GRID else "image"
         raise InvalidFollowUp(f"{spec.name} works on the whole {whole}; it takes no image number (got {index})")
-    if action is Action.ZOOM_OUT:
-        scale = 2.0 if options.scale is None else options.scale
-        if math.isnan(scale) or not MIN_ZOOM <= scale <= MAX_ZOOM:
-            raise InvalidFollowUp(f"Zoom must be from {MIN_ZOOM:g} to {MAX_ZOOM:g} (got {scale:g})")
-        if options.aspect is not None and (
-            min(options.aspect) < 1 or max(options.aspect) > MAX_ASPECT_RATIO * min(options.aspect)
-        ):
-            width, height = options.aspect
-            raise InvalidFollowUp(f"--ar must be W:H with a ratio between 1:4 and 4:1 (got {width}:{height})")
-    if action is Action.PAN and options.direction is None:
-        raise InvalidFollowUp("Pan needs a direction: left, right, up or down")
+    if (reason := spec.options_refusal(options)) is not None:
+        raise InvalidFollowUp(reason)
     if parent_size is not None and (reason := spec.refusal(parent_size, options)) is not None:
         raise InvalidFollowUp(reason)
 
