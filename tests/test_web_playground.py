@@ -160,6 +160,32 @@ def test_follow_up_rules_come_from_the_job_system(playground):
     assert body["error"] == "Upscale (Subtle) is not possible on a grid (separate an image with U1-U4 first)"
 
 
+HOSTILE_BUTTON_REQUESTS: list[tuple[dict[str, Any], str]] = [
+    ({"action": "separate", "index": "first"}, "action, index, scale, aspect or direction is not valid"),
+    ({"action": "separate", "index": [1]}, "action, index, scale, aspect or direction is not valid"),
+    ({"action": "zoom_out", "scale": "big"}, "action, index, scale, aspect or direction is not valid"),
+    ({"action": "zoom_out", "aspect": "1:2:3"}, "action, index, scale, aspect or direction is not valid"),
+    ({"action": "pan", "direction": "sideways"}, "action, index, scale, aspect or direction is not valid"),
+    ({"action": "separate", "index": 1, "mode": "turbo"}, "mode must be one of fast, relax"),
+    ({"action": "imagine"}, "use /api/imagine for a new prompt"),
+    ({"action": "zoom_out", "scale": 1e308}, "Zoom Out is not possible on a grid"),
+    ({"action": "separate", "index": 10**400}, "Pick an image of the grid: 1, 2, 3 or 4"),
+]
+
+
+def test_hostile_button_requests_are_refused_with_what_to_fix(playground):
+    """Button requests as a script could send them: every malformed field is a 4xx naming what to fix, never
+    a 500 or a job."""
+    url, client = playground
+    [job] = http(f"{url}/api/imagine", {"prompt": "a cat --seed 1"})[1]["jobs"]
+    finished(url, job["id"])
+    for body, message in HOSTILE_BUTTON_REQUESTS:
+        status, answer = http(f"{url}/api/jobs/{job['id']}/actions", body)
+        assert 400 <= status < 500, (body, answer)
+        assert message in answer["error"], body
+    assert len(client.jobs_of("alice")) == 1, "no job was made"
+
+
 def test_info_says_when_the_model_is_the_demo():
     demo = Registry.from_env({})
     real = Registry.from_mapping({"models": {"v6": {"source": "stabilityai/sd-turbo", "family": "sd-turbo"}}})
