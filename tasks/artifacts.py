@@ -43,6 +43,7 @@ __all__ = [
     "encode_preview",
     "file_name",
     "prepare",
+    "read_image",
     "read_manifest",
     "upload",
 ]
@@ -172,3 +173,8 @@ def manifest(job: Job, result: GenerationResult, files: dict[str, str], lineage:
 def read_manifest(storage: Storage, job_id: str) -> dict[str, Any]:
     document: dict[str, Any] = json.loads(storage.get(artifact_key(job_id, file_name(MANIFEST))))
     return document
+
+
+def read_image(storage: Storage, manifest: dict[str, Any], index: int) -> Image.Image:
+    """Image ``index`` of a stored job (its ``job.json`` is ``manifest``), as RGB: what a follow-up starts from."""
+    return Image.open(io.BytesIO(storage.get(manifest["files"][str(index)]))).convert("RGB")

@@ -13,7 +13,6 @@ no GPU, so the client does it at once and the job is done when ``follow_up`` ret
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -22,7 +21,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from PIL import Image
 from redis import Redis
 
 from engine.actions import ACTIONS, FollowUpOptions, check_follow_up
@@ -34,7 +32,7 @@ from engine.prompt import MAX_SEED, ImagineRequest
 from engine.recipe import Recipe
 from engine.registry import Registry
 from engine.safety import Blocklist
-from tasks.artifacts import file_name, prepare, read_manifest, upload
+from tasks.artifacts import file_name, prepare, read_image, read_manifest, upload
 from tasks.celery_app import RENDER_TASK, make_celery
 from tasks.events import EventBus, EventType, JobEvent
 from tasks.file_storage import Storage, artifact_key, storage_from_settings
@@ -307,7 +305,7 @@ class JobClient:
         try:
             parent_manifest = read_manifest(self.storage, job.parent or "")
             index = job.index or 1
-            image = Image.open(io.BytesIO(self.storage.get(parent_manifest["files"][str(index)]))).convert("RGB")
+            image = read_image(self.storage, parent_manifest, index)
             recipe = Recipe.from_dict(parent_manifest["recipe"])
             result = separate_image(image, recipe, index, job.parent, recipe.versions)
             lineage = [*parent_manifest.get("lineage", []), job.parent or ""]

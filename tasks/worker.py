@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import io
 import json
 import logging
 import os
@@ -39,7 +38,7 @@ from engine.grid import separate_image
 from engine.jobs import Action, JobStatus
 from engine.recipe import Recipe
 from engine.results import GenerationResult
-from tasks.artifacts import MANIFEST, encode_preview, file_name, prepare, read_manifest, upload
+from tasks.artifacts import MANIFEST, encode_preview, file_name, prepare, read_image, read_manifest, upload
 from tasks.celery_app import PING_TASK, RENDER_TASK, make_celery
 from tasks.events import EventType, JobEvent
 from tasks.fetch import fetch_image
@@ -269,10 +268,10 @@ class JobRunner:
         parent's single image."""
         if ACTIONS[Action(parent_manifest["action"])].makes is ResultKind.GRID:
             index = job.index or 1
-            image = _open(self.storage.get(parent_manifest["files"][str(index)]))
+            image = read_image(self.storage, parent_manifest, index)
             separated = separate_image(image, recipe, index, job.parent, recipe.versions)
             return separated.images[0], separated.recipe
-        return _open(self.storage.get(parent_manifest["files"]["1"])), recipe
+        return read_image(self.storage, parent_manifest, 1), recipe
 
     def _lineage(self, job: Job) -> list[str]:
         if not job.parent:
@@ -349,10 +348,6 @@ def _files_of(manifest: dict[str, Any]) -> dict[str, str]:
     files: dict[str, str] = dict(manifest.get("files", {}))
     files[MANIFEST] = artifact_key(manifest["id"], file_name(MANIFEST))
     return files
-
-
-def _open(data: bytes) -> Image.Image:
-    return Image.open(io.BytesIO(data)).convert("RGB")
 
 
 def _import(path: str) -> Callable[[], ImageEngine]:
