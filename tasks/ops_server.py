@@ -1,7 +1,12 @@
 """A small HTTP endpoint for processes without a web server of their own (workers, the bot):
 ``/metrics`` (Prometheus), ``/healthz`` (200 or 503, the checks as JSON: for readiness probes and
 operators) and ``/livez`` (200 while the process answers at all: for liveness probes, which must not
-restart a worker because Redis or the bucket is down)."""
+restart a worker because Redis or the bucket is down).
+
+It listens on ``DREAMLOOM_METRICS_HOST``, 127.0.0.1 unless a deployment opens it (Kubernetes probes and
+Prometheus reach a pod on its own address). ``/healthz`` says each check's name and ``ok`` or
+``unavailable``, never the details (hosts, ports, folders, buckets): those go to the log when they change,
+and ``dreamloom health`` prints them."""
 
 from __future__ import annotations
 
@@ -20,10 +25,33 @@ __all__ = ["start_ops_server"]
 
 log = logging.getLogger(__name__)
 
+_last_logged: dict[str, str] = {}  # check name -> the detail last logged for it
+_log_lock = threading.Lock()
+
 
 def health_response(checks: list[Check]) -> tuple[int, bytes]:
-    body = {"ok": all(c.ok for c in checks), "checks": [c.__dict__ for c in checks]}
-    return (200 if body["ok"] else 503), json.dumps(body, indent=1).encode()
+    """(200 or 503, JSON): whether all is well and each check's name and ok/unavailable. A check's detail
+    is logged when it changes (a failure as a warning), so the operator sees why without every probe
+    repeating it."""
+    _log_changes(checks)
+    ok = all(check.ok for check in checks)
+    body = {
+        "ok": ok,
+        "checks": [{"name": c.name, "ok": c.ok, "status": "ok" if c.ok else "unavailable"} for c in checks],
+    }
+    return (200 if ok else 503), json.dumps(body, indent=1).encode()
+
+
+def _log_changes(checks: list[Check]) -> None:
+    with _log_lock:
+        changed = [check for check in checks if _last_logged.get(check.name) != check.detail]
+        for check in changed:
+            _last_logged[check.name] = check.detail
+    for check in changed:
+        if check.ok:
+            log.info("health: %s ok: %s", check.name, check.detail)
+        else:
+            log.warning("health: %s unavailable: %s", check.name, check.detail)
 
 
 def start_ops_server(

@@ -4,6 +4,10 @@ A child starts in a session of its own, so a Ctrl-C in the terminal reaches only
 stops its children in the right order (the worker before the Redis it talks to). On Linux a child also
 gets SIGTERM if dreamloom itself dies (``PR_SET_PDEATHSIG``), so even a ``kill -9`` leaves nothing behind.
 Start children from the main thread: the kernel ties that signal to the thread that forked.
+
+A child gets only the environment it needs (``child_environment``: the parent's, less every secret it
+does not use, so the worker never holds the Discord token) and a private umask (``PRIVATE_UMASK``: what it
+writes, images, the Redis append-only file, logs, is its owner's alone).
 """
 
 from __future__ import annotations
@@ -20,9 +24,29 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-__all__ = ["ESCALATION", "IDLE_WORKER_STOP", "spawn", "stop"]
+__all__ = [
+    "ESCALATION",
+    "IDLE_WORKER_STOP",
+    "PRIVATE_UMASK",
+    "child_environment",
+    "is_secret",
+    "spawn",
+    "stop",
+    "worker_environment",
+]
 
 _PR_SET_PDEATHSIG = 1
+PRIVATE_UMASK = 0o077  # files 0600, folders 0700
+
+# What says a variable holds a secret: a word of its name (DISCORD_TOKEN, AWS_SECRET_ACCESS_KEY,
+# REDIS_PASSWORD, HF_TOKEN; not TOKENIZERS_PARALLELISM), a part of it (OPENAI_API_KEY), or the name itself
+# (an agent socket grants what a key would).
+_SECRET_WORDS = frozenset({"TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASS", "CREDENTIAL", "CREDENTIALS", "AUTH"})
+_SECRET_PARTS = ("ACCESS_KEY", "PRIVATE_KEY", "API_KEY", "SECRET_KEY")
+_SECRET_NAMES = frozenset({"SSH_AUTH_SOCK", "GPG_AGENT_INFO"})
+# A worker's own secrets: the model hub's token (gated models), and the bucket's keys when it stores in one.
+_HUB_SECRETS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+_S3_SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 # (signal, seconds to wait after sending it): politely, then firmly, then at once.
 ESCALATION: tuple[tuple[signal.Signals, float], ...] = (
@@ -53,19 +77,43 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def is_secret(name: str) -> bool:
+    """Whether a variable's name says it holds a secret."""
+    upper = name.upper()
+    return (
+        upper in _SECRET_NAMES
+        or not _SECRET_WORDS.isdisjoint(upper.split("_"))
+        or any(part in upper for part in _SECRET_PARTS)
+    )
+
+
+def child_environment(environ: Mapping[str, str], keep: Sequence[str] = ()) -> dict[str, str]:
+    """``environ`` without its secrets (``is_secret``), except those named in ``keep``. Everything else
+    stays: a child needs its PATH, locale, proxies and CUDA settings as much as dreamloom's own."""
+    return {name: value for name, value in environ.items() if name in keep or not is_secret(name)}
+
+
+def worker_environment(environ: Mapping[str, str], *, s3: bool) -> dict[str, str]:
+    """A worker's environment: no Discord token or other secret of the front ends; the hub token, and the
+    bucket's keys only when it stores in a bucket (``s3``). (REDIS_URL is no secret by name: it stays.)"""
+    return child_environment(environ, keep=(*_HUB_SECRETS, *(_S3_SECRETS if s3 else ())))
+
+
 def spawn(
     args: Sequence[str],
     *,
     env: Mapping[str, str] | None = None,
     log: Path | None = None,
     cwd: Path | None = None,
+    umask: int = -1,
 ) -> subprocess.Popen[bytes]:
-    """Start ``args`` in its own session, output appended to ``log`` (or discarded)."""
+    """Start ``args`` in its own session, output appended to ``log`` (or discarded; created readable by its
+    owner only), with ``umask`` (-1: this process's)."""
     _libc()
     output: IO[bytes] | int = subprocess.DEVNULL
     if log is not None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        output = log.open("ab")
+        log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        output = os.fdopen(os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
     try:
         return subprocess.Popen(
             list(args),
@@ -76,6 +124,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_die_with_parent,
+            umask=umask,
         )
     finally:
         if not isinstance(output, int):

@@ -6,10 +6,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from engine.errors import ConfigError
 
-__all__ = ["Secret", "Settings"]
+__all__ = ["Secret", "Settings", "redacted_url"]
 
 
 class Secret:
@@ -60,9 +61,15 @@ class Settings:
     spool_dir: Path = field(default_factory=lambda: Path(os.environ.get("TMPDIR", "/tmp")) / "dreamloom-spool")
     engine_factory: str = "engine.generate:Engine.from_env"
     metrics_port: int = 0  # a worker's /metrics and /healthz (0: off)
-    metrics_host: str = "0.0.0.0"  # Prometheus scrapes workers from other machines
+    metrics_host: str = "127.0.0.1"  # workers' and the bot's; deployments open it (0.0.0.0) for probes
     log_level: str = "INFO"
     log_format: str = "text"  # or "json", one object per line
+
+    def __repr__(self) -> str:
+        """Every field, the Redis password shown as ``***`` (the S3 keys are ``Secret``s already)."""
+        values = {item.name: getattr(self, item.name) for item in fields(self)}
+        values["redis_url"] = redacted_url(self.redis_url)
+        return f"Settings({', '.join(f'{name}={value!r}' for name, value in values.items())})"
 
     @property
     def visibility_timeout(self) -> int:
@@ -81,6 +88,22 @@ class Settings:
                 continue
             values[item.name] = _convert(item.name, name, raw)
         return cls(**values)  # type: ignore[arg-type]
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with its password, in the user part or a ``password=`` parameter, shown as ``***``."""
+    head, mark, query = url.partition("?")
+    try:
+        parts = urlsplit(head)
+        if parts.password is not None:
+            shown = f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}"
+            head = head.replace(parts.netloc, shown, 1)
+    except ValueError:
+        return "***"
+    if "password" in query.lower():
+        pairs = [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(query, keep_blank_values=True)]
+        query = urlencode(pairs, safe="*")
+    return head + mark + query
 
 
 # Settings field -> environment variable.

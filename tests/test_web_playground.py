@@ -220,14 +220,15 @@ def test_metrics_and_health_for_operators(playground):
     url, _client = playground
     job = http(f"{url}/api/imagine", {"prompt": "a lighthouse --seed 2"})[1]["jobs"][0]
     finished(url, job["id"])
-    request = urllib.request.Request(f"{url}/metrics", headers={"Host": "prometheus.example"})
+    request = urllib.request.Request(f"{url}/metrics", headers={"Host": "10.1.2.3:8188"})
     with urllib.request.urlopen(request, timeout=10) as response:
         metrics = response.read().decode()
-    assert 'dreamloom_jobs{status="done"} 1.0' in metrics, "scraped from another host: allowed, read-only"
+    assert 'dreamloom_jobs{status="done"} 1.0' in metrics, "scraped by the pod's IP: allowed, read-only"
     assert "dreamloom_queue_depth" in metrics
     status, health = http(f"{url}/healthz")
     assert status == 200
     assert [check["name"] for check in health["checks"]] == ["redis", "storage"]
-    request = urllib.request.Request(f"{url}/livez", headers={"Host": "kubelet.example"})
+    assert http(f"{url}/metrics", headers={"Host": "prometheus.example"})[0] == 403, "a name must be allowed"
+    request = urllib.request.Request(f"{url}/livez", headers={"Host": "[fd00::7]:8188"})
     with urllib.request.urlopen(request, timeout=10) as response:
         assert (response.status, response.read()) == (200, b"ok\n")

@@ -11,7 +11,11 @@ The data folder (``DREAMLOOM_DATA_DIR``, default ``./dreamloom-data``) holds eve
     service.json          how to reach a running ``up`` (bot.cli.services)
 
 The worker is the very command a production worker runs (``tasks.worker_process``), in a subprocess: the
-command line never imports torch.
+command line never imports torch. It gets the environment less the secrets it does not use (no Discord
+token: ``tasks.processes.worker_environment``).
+
+The folder and what is in it are its owner's alone: folders 0700, files 0600 (the children run with a
+private umask; local storage and the logs create their files so).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from bot.cli.settings import ServiceSettings
 from engine.registry import Registry
 from tasks.client import JobClient
 from tasks.embedded_redis import EmbeddedRedis
-from tasks.processes import ESCALATION, IDLE_WORKER_STOP, spawn, stop
+from tasks.processes import ESCALATION, IDLE_WORKER_STOP, PRIVATE_UMASK, spawn, stop, worker_environment
 from tasks.settings import Settings
 from tasks.worker_process import worker_command
 
@@ -64,6 +68,7 @@ class LocalJobSystem:
             where = f": its page is {running.web_url}" if running and running.web_url else ""
             raise ServiceError(f"dreamloom is already running on the data folder {self.folder.path}{where}")
         self.started = True
+        self._private_folders()
         base = Settings.from_env(self.environ)
         self.registry = Registry.from_env(self.environ)
         if self.with_worker:
@@ -84,13 +89,21 @@ class LocalJobSystem:
             families = [entry.family for entry in self.registry.entries]
             self._log_start = self.worker_log.stat().st_size if self.worker_log.exists() else 0
             command = worker_command(families, self.service.worker_concurrency)
-            self.worker = spawn(command, env=self._worker_env(), log=self.worker_log)
+            self.worker = spawn(command, env=self._worker_env(), log=self.worker_log, umask=PRIVATE_UMASK)
             self.say(f"worker       starting, log in {self.worker_log}")
 
+    def _private_folders(self) -> None:
+        """The folders of the data folder's own, its owner's alone (also those an older version left open)."""
+        for name in ("artifacts", "redis", "spool", "logs"):
+            folder = self.folder.path / name
+            folder.mkdir(mode=0o700, exist_ok=True)
+            folder.chmod(0o700)
+
     def _worker_env(self) -> dict[str, str]:
+        """The worker's environment: this one less the secrets a worker does not use, and the job system's."""
         assert self.settings is not None
         return {
-            **self.environ,
+            **worker_environment(self.environ, s3=bool(self.settings.s3_bucket)),
             "REDIS_URL": self.settings.redis_url,
             "DREAMLOOM_DATA_DIR": str(self.folder.path),
             "DREAMLOOM_SPOOL_DIR": str(self.settings.spool_dir),

@@ -326,7 +326,7 @@ def _run_health(args: argparse.Namespace) -> int:
             "No dreamloom is running on this machine to check: `dreamloom up` starts one (or pass --data-dir with "
             "its folder); for a deployment, set REDIS_URL and its storage settings"
         )
-    checks = run_checks(settings, sorted({entry.family for entry in registry.entries}))
+    checks = run_checks(settings, sorted({entry.family for entry in registry.entries}), storage_max_age=0)
     if args.json:
         print(json.dumps([vars(check) for check in checks], indent=1))
     else:

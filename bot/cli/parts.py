@@ -17,7 +17,9 @@ from bot.cli.settings import ServiceSettings
 from bot.cli.up import stop_on_signals
 from engine.registry import Registry
 from tasks.client import JobClient
+from tasks.processes import PRIVATE_UMASK, worker_environment
 from tasks.records import MODES
+from tasks.settings import Settings
 from tasks.worker_process import worker_command
 
 __all__ = ["run_bot", "run_web", "run_worker"]
@@ -27,7 +29,9 @@ def run_worker(
     service: ServiceSettings, families: list[str] | None, loglevel: str, modes: Iterable[str] = MODES
 ) -> int:
     """Become ``celery worker`` for the registry's families (or ``families``), fast and relax queues (or
-    ``modes``). With DREAMLOOM_METRICS_PORT set, its pool processes share Prometheus files in a fresh folder."""
+    ``modes``). With DREAMLOOM_METRICS_PORT set, its pool processes share Prometheus files in a fresh folder.
+    It keeps none of the front ends' secrets (the Discord token: compose gives every container deploy/.env)
+    and writes its files for its owner only (the spool holds members' images, by default under /tmp)."""
     if not families:
         families = [entry.family for entry in Registry.from_env().entries]
     command = worker_command(families, service.worker_concurrency, loglevel=loglevel, modes=modes)
@@ -36,17 +40,24 @@ def run_worker(
         "PROMETHEUS_MULTIPROC_DIR"
     ):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="dreamloom-metrics-")
-    os.execv(command[0], command)
+    os.umask(PRIVATE_UMASK)
+    os.execve(command[0], command, worker_environment(os.environ, s3=bool(Settings.from_env().s3_bucket)))
 
 
 def run_web(service: ServiceSettings) -> int:
     """The playground alone, on the job system of the environment."""
     from bot.web.app import create_app
+    from bot.web.guard import AllowedHosts
     from bot.web.server import PortInUse, serve
 
     async def main(client: JobClient) -> int:
         stopping = stop_on_signals()
-        app = create_app(client, user=service.user, notice=client.registry.notice, local_only=service.web_is_local)
+        app = create_app(
+            client,
+            user=service.user,
+            notice=client.registry.notice,
+            allowed_hosts=AllowedHosts(service.web_host, service.web_allowed_hosts),
+        )
         try:
             async with serve(app, service.web_host, service.web_port) as url:
                 say(f"dreamloom web: open {url} (Ctrl-C stops it)")

@@ -62,7 +62,7 @@ class ServiceRecord:
     """What ``service.json`` says about a running ``dreamloom up``."""
 
     pid: int
-    redis_url: str
+    redis_url: str = dataclasses.field(repr=False)  # holds the password
     data_dir: str
     web_url: str | None = None
     models: str | None = None  # the DREAMLOOM_MODELS file its worker serves, so commands use the same registry
@@ -80,8 +80,8 @@ class DataFolder:
 
     def acquire(self) -> bool:
         """Become the one process that runs the job system on this folder (False: another one does)."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        handle = (self.path / "service.lock").open("a")
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new one: its owner's alone
+        handle = os.fdopen(os.open(self.path / "service.lock", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -134,7 +134,7 @@ class RunningServices:
         return cls(Path(state) / "dreamloom" / "running")
 
     def add(self, data_dir: Path) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         _write_private(self._entry(data_dir), str(data_dir.resolve()))
 
     def remove(self, data_dir: Path) -> None:

@@ -6,6 +6,8 @@ the bot's (``DISCORD_TOKEN`` ...) by ``bot.discord.settings.BotSettings``. These
     DREAMLOOM_DATA_DIR            dreamloom-data   local storage, the embedded Redis's data, logs
     DREAMLOOM_WEB_HOST            127.0.0.1        where the playground listens (it has no login: keep it local)
     DREAMLOOM_WEB_PORT            8188             its port
+    DREAMLOOM_WEB_ALLOWED_HOSTS                    host names it answers to, besides the loopback names and
+                                                   DREAMLOOM_WEB_HOST (comma-separated; a proxy's public name)
     DREAMLOOM_USER                local            who the playground's and the CLI's jobs belong to
     DREAMLOOM_WORKER_CONCURRENCY  1                jobs a worker runs at once (one per GPU)
 """
@@ -27,6 +29,7 @@ ENVIRONMENT = {
     "data_dir": "DREAMLOOM_DATA_DIR",
     "web_host": "DREAMLOOM_WEB_HOST",
     "web_port": "DREAMLOOM_WEB_PORT",
+    "web_allowed_hosts": "DREAMLOOM_WEB_ALLOWED_HOSTS",
     "user": "DREAMLOOM_USER",
     "worker_concurrency": "DREAMLOOM_WORKER_CONCURRENCY",
 }
@@ -39,6 +42,8 @@ class ServiceSettings:
     web_port: int = 8188
     user: str = "local"
     worker_concurrency: int = 1
+    # Host names the playground answers to besides the loopback names and web_host (bot.web.guard).
+    web_allowed_hosts: tuple[str, ...] = ()
     # Whether the data folder was named (DREAMLOOM_DATA_DIR or --data-dir) rather than the default: a command
     # then uses that folder's service only (bot.cli.services.find_running). Provenance, not a setting.
     data_dir_given: bool = field(default=False, compare=False)
@@ -65,10 +70,33 @@ class ServiceSettings:
             data_dir=data_dir,
             web_host=env.get(ENVIRONMENT["web_host"]) or defaults.web_host,
             web_port=_whole(env, "web_port", defaults.web_port, 0, 65535),
+            web_allowed_hosts=_host_names(env.get(ENVIRONMENT["web_allowed_hosts"], "")),
             user=user,
             worker_concurrency=_whole(env, "worker_concurrency", defaults.worker_concurrency, 1, 256),
             data_dir_given=bool(env.get(ENVIRONMENT["data_dir"])),
         )
+
+
+def _host_names(raw: str) -> tuple[str, ...]:
+    """Comma- or space-separated host names: ``play.example.org, 192.168.1.5, [fd00::5], *``; no ports."""
+    names = []
+    for item in raw.replace(",", " ").split():
+        name = item.lower().rstrip(".")
+        bare = name[1:-1] if name.startswith("[") and name.endswith("]") else name
+        if bare != "*" and (not bare or any(c in "/@?#\\" for c in bare) or (":" in bare and not _is_ip(bare))):
+            raise ConfigError(
+                f"DREAMLOOM_WEB_ALLOWED_HOSTS lists host names without scheme or port, comma-separated (got {item!r})"
+            )
+        names.append(bare)
+    return tuple(names)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _whole(env: Mapping[str, str], field: str, default: int, low: int, high: int) -> int:

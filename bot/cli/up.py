@@ -65,6 +65,7 @@ def _interrupt(_signal: int, _frame: FrameType | None) -> None:
 
 async def _up(system: LocalJobSystem, service: ServiceSettings, env: Mapping[str, str], say: Say) -> int:
     from bot.web.app import create_app
+    from bot.web.guard import AllowedHosts
     from bot.web.server import PortInUse, serve
 
     assert system.registry is not None
@@ -72,7 +73,12 @@ async def _up(system: LocalJobSystem, service: ServiceSettings, env: Mapping[str
     stopping = stop_on_signals()
     failed = False
     with system.client() as client:
-        app = create_app(client, user=service.user, notice=system.registry.notice, local_only=service.web_is_local)
+        app = create_app(
+            client,
+            user=service.user,
+            notice=system.registry.notice,
+            allowed_hosts=AllowedHosts(service.web_host, service.web_allowed_hosts),
+        )
         try:
             async with serve(app, service.web_host, service.web_port) as url:
                 record = ServiceRecord(os.getpid(), system.settings.redis_url, str(system.folder.path), url,

@@ -38,7 +38,10 @@ async def run_discord_bot(settings: BotSettings, client: JobClient) -> None:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.gateway_url)
     if settings.metrics_port:
         start_ops_server(
-            "0.0.0.0", settings.metrics_port, registry_for(client.store), lambda: run_checks(client.settings)
+            client.settings.metrics_host,
+            settings.metrics_port,
+            registry_for(client.store),
+            lambda: run_checks(client.settings),
         )
     redis = AsyncRedis.from_url(client.settings.redis_url, client_name=REDIS_CLIENT_NAME)
     async with redis, DreamloomBot(client, redis, settings) as bot:

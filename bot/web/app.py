@@ -30,6 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 
+from bot.web.guard import AllowedHosts, add_security_headers, guard_middlewares
 from bot.web.jobviews import job_view
 from engine.actions import FollowUpOptions
 from engine.errors import DreamloomError, Refusal, UnknownJob
@@ -53,7 +54,6 @@ STATIC = Path(__file__).parent / "static"
 PLAYGROUND_CHANNEL = "playground"
 MAX_LISTED = 200
 _FILES = {file_name(name): name for name in ARTIFACT_NAMES}
-_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 _HEARTBEAT_SECONDS = 15.0
 
 
@@ -141,12 +141,13 @@ PLAYGROUND = web.AppKey("playground", Playground)
 
 
 def create_app(
-    client: JobClient, *, user: str, notice: ModelNotice | None = None, local_only: bool = True
+    client: JobClient, *, user: str, notice: ModelNotice | None = None, allowed_hosts: AllowedHosts | None = None
 ) -> web.Application:
-    """The playground over ``client``, submitting as ``user``. ``local_only`` refuses requests whose Host is
-    not a loopback name (a web page elsewhere cannot reach it through DNS rebinding)."""
-    middlewares = [_errors, *([_local_hosts_only] if local_only else []), _json_posts_only]
+    """The playground over ``client``, submitting as ``user``. It answers only requests for ``allowed_hosts``
+    (default: the loopback names), takes changes only from its own page, and is never framed (bot.web.guard)."""
+    middlewares = [_errors, *guard_middlewares(allowed_hosts or AllowedHosts()), _json_posts_only]
     app = web.Application(middlewares=middlewares)
+    app.on_response_prepare.append(add_security_headers)
     playground = Playground(client, user, notice)
     app[PLAYGROUND] = playground
     app.cleanup_ctx.append(playground.follow_events)
@@ -187,14 +188,6 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 @web.middleware
-async def _local_hosts_only(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.url.host not in _LOCAL_HOSTS and request.path not in _OPERATOR_PATHS:
-        return web.json_response({"title": "Not allowed", "error": "this playground answers on localhost only"},
-                                 status=403)  # fmt: skip
-    return await handler(request)
-
-
-@web.middleware
 async def _json_posts_only(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method == "POST" and request.content_type != "application/json":
         return _bad("Bad request", "send JSON (Content-Type: application/json)", 415)
@@ -202,8 +195,6 @@ async def _json_posts_only(request: web.Request, handler: Handler) -> web.Stream
 
 
 # --- handlers ------------------------------------------------------------------------------------------
-
-_OPERATOR_PATHS = {"/metrics", "/healthz", "/livez"}  # read-only, for Prometheus and probes on other hosts
 
 
 async def _metrics(request: web.Request) -> web.StreamResponse:
