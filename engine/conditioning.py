@@ -27,6 +27,7 @@ from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusio
 from engine.plan import GenerationPlan
 
 __all__ = [
+    "DEFAULT_EMBEDDING_CACHE_BYTES",
     "Conditioning",
     "EmbeddingCache",
     "PromptEncoder",
@@ -38,6 +39,10 @@ __all__ = [
 
 # Salts give a job extra random streams, apart from its four image seeds.
 _WEIRD_SALT, _JITTER_SALT, _SHARED_SALT = 1, 2, 3
+
+# Encoded prompts a loaded model keeps, in bytes (DREAMLOOM_EMBEDDING_CACHE_MB): an SDXL prompt of the most
+# texts a prompt may have (10 "::" parts, the house style, --no) is about 4 MiB in fp16; a plain one 0.3 MiB.
+DEFAULT_EMBEDDING_CACHE_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -67,24 +72,45 @@ class TextConditioning:
 
 
 class EmbeddingCache:
-    """Recently encoded prompts of one model: a re-roll or a variation skips the text encoder."""
+    """Recently encoded prompts of one model: a re-roll or a variation skips the text encoder.
 
-    def __init__(self, size: int = 64) -> None:
-        self.size = size
-        self._entries: OrderedDict[tuple[str, ...], dict[str, torch.Tensor]] = OrderedDict()
+    Bounded by bytes, not entries (an entry's size grows with its texts): ``nbytes``, the tensors' bytes plus
+    their texts', stays at most ``max_bytes``; the least recently used entries leave first, and an entry
+    larger than the whole bound is not kept."""
+
+    def __init__(self, max_bytes: int = DEFAULT_EMBEDDING_CACHE_BYTES) -> None:
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be 0 or more (got {max_bytes})")
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[str, ...], tuple[dict[str, torch.Tensor], int]] = OrderedDict()
+        self.nbytes = 0
         self.hits = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def get(self, texts: tuple[str, ...]) -> dict[str, torch.Tensor] | None:
         found = self._entries.get(texts)
-        if found is not None:
-            self._entries.move_to_end(texts)
-            self.hits += 1
-        return found
+        if found is None:
+            return None
+        self._entries.move_to_end(texts)
+        self.hits += 1
+        return found[0]
 
     def put(self, texts: tuple[str, ...], encoded: dict[str, torch.Tensor]) -> None:
-        self._entries[texts] = encoded
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+        size = sum(t.nbytes for t in encoded.values()) + sum(len(text.encode()) for text in texts)
+        self._drop(texts)
+        if size > self.max_bytes:
+            return
+        while self._entries and self.nbytes + size > self.max_bytes:
+            self._drop(next(iter(self._entries)))
+        self._entries[texts] = (encoded, size)
+        self.nbytes += size
+
+    def _drop(self, texts: tuple[str, ...]) -> None:
+        entry = self._entries.pop(texts, None)
+        if entry is not None:
+            self.nbytes -= entry[1]
 
 
 class PromptEncoder:

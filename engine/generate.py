@@ -34,7 +34,13 @@ from PIL import Image, ImageOps
 
 from engine.callbacks import CancelCheck, ProgressCallback
 from engine.canvas import UPSCALE_FACTOR, Canvas, pan_canvas, size_refusal, square_canvas, upscaled_size, zoom_canvas
-from engine.conditioning import encoder_for, generators, starting_noise, text_conditioning
+from engine.conditioning import (
+    DEFAULT_EMBEDDING_CACHE_BYTES,
+    encoder_for,
+    generators,
+    starting_noise,
+    text_conditioning,
+)
 from engine.errors import Cancelled, ConfigError, InvalidFollowUp, UnsafeImages
 from engine.grid import compose_grid, separate
 from engine.jobs import Action, PanDirection
@@ -42,7 +48,7 @@ from engine.loading import LoadedModel, ModelCache, library_versions, pick_devic
 from engine.patches import by_patches, patch_boxes
 from engine.plan import GRID_SIZE, GenerationPlan, fit_size, plan_generation
 from engine.previews import LatentPreviewer, StepReporter
-from engine.prompt import MAX_SEED, ImagineRequest
+from engine.prompt import MAX_SEED, ImagineRequest, check_limits
 from engine.recipe import Recipe
 from engine.registry import ModelEntry, Registry
 from engine.results import GenerationResult, Timings
@@ -71,10 +77,11 @@ class Engine:
         preview_every: int = 2,
         preview_size: int = 256,
         creative_strength: float = CREATIVE_STRENGTH,
+        embedding_cache_bytes: int = DEFAULT_EMBEDDING_CACHE_BYTES,
     ) -> None:
         self.registry = registry
         self.device = device if isinstance(device, torch.device) else pick_device(device)
-        self.models = ModelCache(self.device, max_loaded)
+        self.models = ModelCache(self.device, max_loaded, embedding_cache_bytes)
         self.blocklist = blocklist or Blocklist()
         self.image_checker = image_checker
         self.preview_every = preview_every
@@ -85,14 +92,17 @@ class Engine:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Engine:
         """Settings from the environment: the registry (DREAMLOOM_MODEL/DREAMLOOM_MODELS), DREAMLOOM_DEVICE,
-        DREAMLOOM_BLOCKLIST, DREAMLOOM_PREVIEW_EVERY and DREAMLOOM_MAX_LOADED_MODELS."""
+        DREAMLOOM_BLOCKLIST, DREAMLOOM_PREVIEW_EVERY, DREAMLOOM_MAX_LOADED_MODELS and
+        DREAMLOOM_EMBEDDING_CACHE_MB (each loaded model's cache of encoded prompts, in MiB)."""
         env = os.environ if environ is None else environ
+        cache_mib = _int_setting(env, "DREAMLOOM_EMBEDDING_CACHE_MB", DEFAULT_EMBEDDING_CACHE_BYTES // 2**20)
         return cls(
             Registry.from_env(env),
             device=env.get("DREAMLOOM_DEVICE"),
             max_loaded=_int_setting(env, "DREAMLOOM_MAX_LOADED_MODELS", 2),
             blocklist=Blocklist.from_env(env),
             preview_every=_int_setting(env, "DREAMLOOM_PREVIEW_EVERY", 2),
+            embedding_cache_bytes=cache_mib * 2**20,
         )
 
     def load_times(self) -> Mapping[str, float]:
@@ -481,6 +491,7 @@ class Engine:
         self, request: ImagineRequest, entry: ModelEntry, seed: int | None, cancel: CancelCheck | None
     ) -> tuple[LoadedModel, GenerationPlan]:
         """Check the request, load the model, make the plan."""
+        check_limits(request)
         self.blocklist.check(request)
         if cancel is not None and cancel():
             raise Cancelled(0, 0)

@@ -34,7 +34,7 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
-from engine.conditioning import EmbeddingCache
+from engine.conditioning import DEFAULT_EMBEDDING_CACHE_BYTES, EmbeddingCache
 from engine.errors import ConfigError, ModelLoadError
 from engine.recipe import ModelRecord
 from engine.registry import ModelEntry
@@ -167,13 +167,19 @@ class LoadedModel:
 
 
 class ModelCache:
-    """The models this process has loaded, at most ``max_loaded`` at once (least recently used leaves first)."""
+    """The models this process has loaded, at most ``max_loaded`` at once (least recently used leaves first),
+    each with an embedding cache of at most ``embedding_cache_bytes``."""
 
-    def __init__(self, device: torch.device, max_loaded: int = 2) -> None:
+    def __init__(
+        self, device: torch.device, max_loaded: int = 2, embedding_cache_bytes: int = DEFAULT_EMBEDDING_CACHE_BYTES
+    ) -> None:
         if max_loaded < 1:
             raise ConfigError(f"max_loaded must be at least 1 (got {max_loaded})")
+        if embedding_cache_bytes < 0:
+            raise ConfigError(f"the embedding cache size must be 0 or more (got {embedding_cache_bytes})")
         self.device = device
         self.max_loaded = max_loaded
+        self.embedding_cache_bytes = embedding_cache_bytes
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -190,6 +196,7 @@ class ModelCache:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
             loaded = load_model(entry, self.device)
+            loaded.embeddings = EmbeddingCache(self.embedding_cache_bytes)
             self._models[entry.alias] = loaded
             return loaded
 

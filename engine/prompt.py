@@ -5,6 +5,9 @@ Torch-free and dependency-free: every front door and the engine parse with it.
 Public surface:
 
 - ``parse(text) -> ImagineRequest``: one prompt, validated. Raises ``PromptError`` on bad input.
+- ``check_limits(request)``: the size limits a member's prompt must keep (``MAX_PROMPT_CHARS`` of text,
+  ``MAX_PROMPT_PARTS`` ``::`` parts, ``MAX_IMAGE_URLS`` image prompts); ``parse`` applies them, and the job
+  client applies them again to every request it admits, however it was made.
 - ``expand_permutations(text, limit=40) -> list[str]``: ``a {red, green} bird`` -> two prompts.
 - ``requests_of(text, limit=10) -> list[ImagineRequest]``: every job one /imagine starts ({…} and
   ``--repeat``), each checked before any runs.
@@ -21,6 +24,10 @@ Grammar, in the order it is applied:
 3. Leading ``http(s)://`` tokens are image prompts; the text up to the first ``--name`` token is the
    prompt; everything after it is parameters, each taking the tokens up to the next ``--name``.
 4. The prompt splits on ``::`` into weighted parts (``space::2 ship``).
+
+Limits, each refused with a ``PromptError`` that names it: a text of at most ``MAX_PROMPT_CHARS`` characters
+(as typed, before ``{…}`` expansion), at most ``MAX_IMAGE_URLS`` image URLs and ``MAX_PROMPT_PARTS`` ``::``
+parts. Numbers are read only when their digits fit the parameter's range, so no value is too long to read.
 """
 
 from __future__ import annotations
@@ -38,9 +45,13 @@ from typing import Any
 from engine.errors import PromptError
 
 __all__ = [
+    "MAX_IMAGE_URLS",
     "MAX_JOBS_PER_PROMPT",
+    "MAX_PROMPT_CHARS",
+    "MAX_PROMPT_PARTS",
     "ImagineRequest",
     "WeightedPrompt",
+    "check_limits",
     "expand_permutations",
     "given_parameters",
     "parse",
@@ -50,9 +61,13 @@ __all__ = [
 MAX_SEED = 4_294_967_295
 QUALITY_VALUES = (0.25, 0.5, 1.0, 2.0)
 MAX_ASPECT_RATIO = 4  # wider or taller than 4:1 is refused
+MAX_ASPECT_SIDE = 10_000  # --ar 16:9 and 1920:1080 fit; a side of thousands of digits is refused, not read
 MAX_BRACE_DEPTH = 8
 MAX_PART_WEIGHT = 1000.0
 MAX_JOBS_PER_PROMPT = 10  # jobs one /imagine may start; the bot's DREAMLOOM_BOT_MAX_JOBS_PER_COMMAND default
+MAX_PROMPT_CHARS = 4000  # a prompt's text; Discord's /imagine option takes 1,800, plus a /settings suffix
+MAX_PROMPT_PARTS = 10  # "::" parts: each is a text-encoder row, and the encoder takes them in one batch
+MAX_IMAGE_URLS = 5  # image prompts: each is a download and a decoded image on a worker
 _COUNT_SHOWN_UP_TO = 10_000  # permutation counts above this are reported as "more than"
 _SHOWN_VALUE_CHARS = 40
 
@@ -121,7 +136,7 @@ class ImagineRequest:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PromptError(None, f"Not a stored imagine request: {exc}") from exc
-        if parse(request.to_prompt()) != request:
+        if _parse(request.to_prompt(), limits=False) != request:
             raise PromptError(None, "Stored imagine request does not match its own prompt text")
         return request
 
@@ -171,7 +186,7 @@ def _whole(low: int, high: int) -> Callable[[_Param, list[str], str], int]:
         # A value longer than the bound's digits is out of range; checking length first keeps int() cheap.
         if not _WHOLE.fullmatch(value) or len(value.lstrip("0")) > len(str(high)):
             raise _refuse(param, typed, values)
-        number = int(value)
+        number = int(value.lstrip("0") or "0")  # leading zeros count towards Python's int digit limit
         if not low <= number <= high:
             raise _refuse(param, typed, values)
         return number
@@ -198,9 +213,11 @@ def _read_quality(param: _Param, values: list[str], typed: str) -> float:
 
 def _read_aspect(param: _Param, values: list[str], typed: str) -> tuple[int, int]:
     match = _ASPECT.fullmatch(_one_value(param, values, typed))
-    if match is None:
+    if match is None or any(len(side.lstrip("0")) > len(str(MAX_ASPECT_SIDE)) for side in match.groups()):
         raise _refuse(param, typed, values)
-    width, height = int(match[1]), int(match[2])
+    width, height = int(match[1].lstrip("0") or "0"), int(match[2].lstrip("0") or "0")
+    if width > MAX_ASPECT_SIDE or height > MAX_ASPECT_SIDE:
+        raise _refuse(param, typed, values)
     if width < 1 or height < 1 or not Fraction(1, MAX_ASPECT_RATIO) <= Fraction(width, height) <= MAX_ASPECT_RATIO:
         raise _refuse(param, typed, values)
     return width, height
@@ -254,7 +271,7 @@ def _write_model(value: str) -> str:
 # fmt: off
 _PARAMS: tuple[_Param, ...] = (
     _Param("--aspect", ("--ar",), "aspect",
-           "two whole numbers W:H, each at least 1, with a ratio between 1:4 and 4:1, such as 16:9",
+           f"two whole numbers W:H, each from 1 to {MAX_ASPECT_SIDE}, with a ratio between 1:4 and 4:1, such as 16:9",
            _read_aspect, lambda v: f"--ar {v[0]}:{v[1]}", (1, 1)),
     _Param("--chaos", ("--c",), "chaos", "a whole number from 0 to 100",
            _whole(0, 100), lambda v: f"--chaos {v}", 0),
@@ -303,6 +320,13 @@ _PART_WEIGHT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)  # ri
 
 def parse(text: str) -> ImagineRequest:
     """Parse one ``/imagine`` text into a validated request, or raise ``PromptError`` saying what to fix."""
+    return _parse(text, limits=True)
+
+
+def _parse(text: str, *, limits: bool) -> ImagineRequest:
+    """``parse``; ``limits=False`` reads back a stored request admitted before a limit was lowered."""
+    if limits:
+        _check_length(len(text))
     if "{" in text or "}" in text:
         variants = expand_permutations(text)
         if len(variants) > 1:
@@ -322,6 +346,8 @@ def parse(text: str) -> ImagineRequest:
     while head and (url := _URL.fullmatch(head[0])):
         image_urls.append(url[1])
         head.pop(0)
+    if limits:
+        _check_image_urls(len(image_urls))
     prompt = " ".join(head)
     fields = _read_parameters(tail)
     parts = _split_weighted(prompt)
@@ -329,7 +355,41 @@ def parse(text: str) -> ImagineRequest:
         raise PromptError(
             None, "The prompt is empty: describe the image before the parameters, e.g. 'a lighthouse --ar 16:9'"
         )
-    return ImagineRequest(prompt=prompt, parts=parts, image_urls=tuple(image_urls), **fields)
+    request = ImagineRequest(prompt=prompt, parts=parts, image_urls=tuple(image_urls), **fields)
+    if limits:
+        check_limits(request)
+    return request
+
+
+def check_limits(request: ImagineRequest) -> None:
+    """Raise ``PromptError`` when ``request`` is larger than a member's prompt may be: more than
+    ``MAX_PROMPT_CHARS`` characters of text (image URLs, prompt and --no text), ``MAX_PROMPT_PARTS`` ``::``
+    parts or ``MAX_IMAGE_URLS`` image URLs. ``parse`` checks these; the job client checks every request it
+    admits, so a request built in code, or read back from storage, keeps them too."""
+    _check_image_urls(len(request.image_urls))
+    _check_parts(len(request.parts))
+    _check_length(len(" ".join([*request.image_urls, request.prompt, request.negative or ""]).strip()))
+
+
+def _check_length(chars: int) -> None:
+    if chars > MAX_PROMPT_CHARS:
+        raise PromptError(
+            None, f"The prompt is {chars:,} characters long; the limit is {MAX_PROMPT_CHARS:,} characters, shorten it"
+        )
+
+
+def _check_image_urls(count: int) -> None:
+    if count > MAX_IMAGE_URLS:
+        raise PromptError(
+            None, f"The prompt starts with {count} image URLs; the limit is {MAX_IMAGE_URLS}, remove some"
+        )
+
+
+def _check_parts(count: int) -> None:
+    if count > MAX_PROMPT_PARTS:
+        raise PromptError(
+            None, f"The prompt has {count} '::' parts; the limit is {MAX_PROMPT_PARTS} parts, join or remove some"
+        )
 
 
 def given_parameters(text: str) -> set[str]:
@@ -438,6 +498,7 @@ def expand_permutations(text: str, limit: int = 40) -> list[str]:
     """
     if limit < 1:
         raise ValueError(f"limit must be at least 1 (got {limit})")
+    _check_length(len(text))
     tree = _parse_braces(text)
     cap = max(limit + 1, _COUNT_SHOWN_UP_TO)
     count = _count(tree, cap)

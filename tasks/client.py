@@ -24,11 +24,11 @@ from typing import Any
 from redis import Redis
 
 from engine.actions import ACTIONS, FollowUpOptions, check_follow_up
-from engine.errors import InvalidFollowUp, NotAllowed, QueueFull, StorageError, UnknownJob
+from engine.errors import InvalidFollowUp, NotAllowed, PromptError, QueueFull, StorageError, UnknownJob
 from engine.grid import separate_image
 from engine.jobs import Action, JobStatus
 from engine.plan import GRID_SIZE, plan_generation
-from engine.prompt import MAX_SEED, ImagineRequest
+from engine.prompt import MAX_SEED, ImagineRequest, check_limits
 from engine.recipe import Recipe
 from engine.registry import Registry
 from engine.safety import Blocklist
@@ -105,7 +105,10 @@ class JobClient:
         model: str | None = None,
     ) -> Job:
         """An /imagine. ``model`` is the owner's default model alias, used when the prompt has no --v/--niji.
-        Raises ``QueueFull``, ``UnknownModel`` or ``BannedPrompt`` (refusals: no job is made)."""
+        Raises ``PromptError`` (a prompt over the size limits, an unknown mode), ``QueueFull``, ``UnknownModel``
+        or ``BannedPrompt`` (refusals: no job is made). Every front door submits here, so the limits of
+        ``engine.prompt.check_limits`` hold for all of them."""
+        check_limits(request)
         self.blocklist.check(request)
         entry = self.registry.resolve(request.model or model)
         seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
@@ -147,9 +150,14 @@ class JobClient:
             raise InvalidFollowUp(f"The job {state}; only a finished job's images can be used")
         check_follow_up(parent.kind, self._image_size(parent), action, index, options)
         if request is not None:
+            check_limits(request)
             self.blocklist.check(request)
         spec = ACTIONS[action]
         new_request = spec.request_for(request or parent.request, options)
+        if spec.renders:
+            check_limits(
+                new_request
+            )  # a parent admitted before the limits were lowered renders no more than they allow
         entry = self.registry.resolve(new_request.model if request is not None and request.model else parent.model)
         # A grid's images have seeds seed, seed+1 ...: a separated image keeps its own; other follow-ups draw one.
         seed = (parent.seed + (index or 1) - 1) % (MAX_SEED + 1) if not spec.renders else None
@@ -331,7 +339,8 @@ class JobClient:
 
 def _mode(mode: str) -> str:
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)} (got {mode!r})")
+        shown = mode if len(mode) <= 20 else mode[:19] + "…"
+        raise PromptError("mode", f"mode must be one of {', '.join(MODES)} (got {shown!r})")
     return mode
 
 

@@ -22,6 +22,7 @@ ENGINE_VARIABLES = (
     "DREAMLOOM_DEVICE",
     "DREAMLOOM_MAX_LOADED_MODELS",
     "DREAMLOOM_PREVIEW_EVERY",
+    "DREAMLOOM_EMBEDDING_CACHE_MB",
     "DREAMLOOM_BLOCKLIST",
 )
 # Not dreamloom's own, but honoured by what it runs (Hugging Face, Prometheus, CUDA).

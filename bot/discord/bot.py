@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import discord
 from discord import app_commands
@@ -14,8 +15,8 @@ from bot.discord.desk import Desk
 from bot.discord.followups import FollowUps
 from bot.discord.messages import NotHere, describe_error, reply_error
 from bot.discord.settings import BotSettings
-from engine.errors import BannedPrompt, DreamloomError
-from engine.safety import Blocklist
+from engine.errors import DreamloomError
+from engine.prompt import ImagineRequest
 from tasks.client import JobClient
 
 __all__ = ["DreamloomBot"]
@@ -47,16 +48,16 @@ class DreamloomBot(commands.Bot):
         else:
             await self.tree.sync()
 
-    async def check_guild(self, interaction: discord.Interaction, prompt: str | None = None) -> None:
-        """Refuse commands outside the guild's chosen channels, and prompts with its banned phrases."""
+    async def check_guild(self, interaction: discord.Interaction, requests: Sequence[ImagineRequest] = ()) -> None:
+        """Refuse commands outside the guild's chosen channels, and ``requests`` (the jobs a command makes, with
+        the member's preferences applied) that use its banned phrases."""
         if interaction.guild_id is None:
             return
         config = await self.desk.prefs.guild(str(interaction.guild_id))
         if not config.allows(interaction.channel_id):
             channels = ", ".join(f"<#{c}>" for c in sorted(config.channels))
             raise NotHere(f"dreamloom answers in {channels} on this server")
-        if prompt is not None and config.blocklist and (found := Blocklist(config.blocklist).find(prompt)):
-            raise BannedPrompt(f"'{found}' is not allowed on this server; rephrase the prompt without it")
+        config.check_banned(requests)
 
     async def on_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error

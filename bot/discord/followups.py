@@ -67,8 +67,8 @@ class FollowUps:
             prefs = await desk.prefs.get(user)
             request = None
             if remix is not None:
-                await self.bot.check_guild(interaction, remix)
                 request = parse(apply_preferences(remix, prefs))
+                await self.bot.check_guild(interaction, [request])
             channel = interaction.channel
             job = await desk.call(
                 desk.client.follow_up,

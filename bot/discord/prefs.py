@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from engine.prompt import given_parameters
+from engine.prompt import ImagineRequest, given_parameters
+from engine.safety import Blocklist
 from tasks.records import FAST, MODES
 
 __all__ = ["GuildConfig", "PreferenceStore", "Preferences", "apply_preferences"]
@@ -49,6 +51,16 @@ class GuildConfig:
 
     def allows(self, channel_id: int | None) -> bool:
         return not self.channels or channel_id in self.channels
+
+    def check_banned(self, requests: Iterable[ImagineRequest]) -> None:
+        """Raise ``BannedPrompt`` when a request uses one of the server's banned phrases. Give it the requests
+        a command makes, after the member's preferences and ``{…}`` expansion (``requests_of(apply_preferences(
+        ...))``): a suffix or ``bad{}word`` is then the text the model gets. Matching is
+        ``engine.safety.normalise``d (case, invisible characters, look-alike letters)."""
+        if self.blocklist:
+            blocklist = Blocklist(self.blocklist)
+            for request in requests:
+                blocklist.check(request, where="on this server")
 
 
 def apply_preferences(text: str, prefs: Preferences) -> str:

@@ -269,7 +269,10 @@ def _detail(client: JobClient, job_id: str) -> dict[str, Any]:
 async def _imagine(request: web.Request) -> web.StreamResponse:
     playground = request.app[PLAYGROUND]
     body = await _body(request)
-    text = str(body.get("prompt", "")).strip()
+    prompt = body.get("prompt", "")
+    if not isinstance(prompt, str):
+        raise BadRequest("prompt must be a string")
+    text = prompt.strip()
     mode = _mode(body)
     submitted: list[Job] = []
     try:
@@ -298,7 +301,7 @@ async def _action(request: web.Request) -> web.StreamResponse:
             aspect=_aspect(body.get("aspect")),
             direction=PanDirection(str(body["direction"])) if body.get("direction") is not None else None,
         )
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):  # OverflowError: an index of 1e400 reads as infinity
         raise BadRequest("action, index, scale, aspect or direction is not valid") from None
     if action is Action.IMAGINE:
         raise BadRequest("use /api/imagine for a new prompt")
@@ -372,6 +375,8 @@ async def _body(request: web.Request) -> dict[str, Any]:
         body = await request.json()
     except ValueError:
         raise BadRequest("the body is not JSON") from None
+    except RecursionError:
+        raise BadRequest("the body nests too deeply; send a flat JSON object") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     return body

@@ -56,9 +56,11 @@ class Imagine(commands.Cog):
     async def requests_for(self, interaction: discord.Interaction, prompt: str) -> list[ImagineRequest]:
         """The jobs one /imagine makes: the user's defaults applied, {…} permutations and --repeat expanded."""
         desk = self.bot.desk
-        await self.bot.check_guild(interaction, prompt)
+        await self.bot.check_guild(interaction)
         prefs = await desk.prefs.get(str(interaction.user.id))
-        return requests_of(apply_preferences(prompt, prefs), limit=self.bot.settings.max_jobs_per_command)
+        requests = requests_of(apply_preferences(prompt, prefs), limit=self.bot.settings.max_jobs_per_command)
+        await self.bot.check_guild(interaction, requests)  # banned phrases, in the text each job would draw
+        return requests
 
 
 async def setup(bot: DreamloomBot) -> None:
