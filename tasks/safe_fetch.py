@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import ipaddress
+import os
 import socket
 import ssl
 import threading
@@ -192,7 +193,16 @@ def address_refusal(address: IPAddress, trusted: Sequence[IPNetwork] = ()) -> st
     return None
 
 
-_resolvers = ThreadPoolExecutor(4, thread_name_prefix="dreamloom-resolve")
+_resolvers: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _lookups() -> ThreadPoolExecutor:
+    """This process's lookup threads, so a lookup can be given up at the deadline (a forked child starts
+    its own: threads do not survive a fork)."""
+    global _resolvers
+    if _resolvers is None or _resolvers[0] != os.getpid():
+        _resolvers = (os.getpid(), ThreadPoolExecutor(4, thread_name_prefix="dreamloom-resolve"))
+    return _resolvers[1]
 
 
 class _Deadline:
@@ -357,7 +367,7 @@ def _checked_url(url: str, policy: FetchPolicy) -> tuple[str, str, int, str]:
 def _checked_address(host: str, policy: FetchPolicy, deadline: _Deadline) -> IPAddress:
     """The address to connect to: every address ``host`` resolves to must be allowed (a name that answers
     one public and one private address is refused), and the first is used."""
-    lookup = _resolvers.submit(policy.resolve, host)
+    lookup = _lookups().submit(policy.resolve, host)
     try:
         addresses = list(lookup.result(timeout=deadline.remaining()))
     except FutureTimeout:
