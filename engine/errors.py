@@ -140,7 +140,22 @@ class JobFailed(DreamloomError):
 
 
 class ImagePromptError(JobFailed):
-    pass
+    """An image prompt that could not be used. ``public`` is one line for every reason: the reason itself
+    (an address refused, a connection refused, not an image) would tell a member what listens where on the
+    worker's network, so only ``str(error)`` (the operator's log) has it."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"Could not use the image at {url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+    @property
+    def public(self) -> str:
+        shown = self.url if len(self.url) <= 200 else self.url[:199] + "…"
+        return f"Could not use the image at {shown}; link a PNG, JPEG, GIF or WebP image uploaded to Discord"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.url, self.reason))
 
 
 class UnsafeImages(JobFailed):

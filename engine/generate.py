@@ -46,7 +46,7 @@ from engine.grid import compose_grid, separate
 from engine.jobs import Action, PanDirection
 from engine.loading import LoadedModel, ModelCache, library_versions, pick_device
 from engine.patches import by_patches, patch_boxes
-from engine.plan import GRID_SIZE, GenerationPlan, fit_size, plan_generation
+from engine.plan import GRID_SIZE, GenerationPlan, fit_size, image_prompts_used, plan_generation
 from engine.previews import LatentPreviewer, StepReporter
 from engine.prompt import MAX_SEED, ImagineRequest, check_limits
 from engine.recipe import Recipe
@@ -340,7 +340,7 @@ class Engine:
         cancel: CancelCheck | None,
     ) -> GenerationResult:
         started = time.perf_counter()
-        if request.image_urls and not image_prompts:
+        if image_prompts_used(request) and not image_prompts:
             raise ValueError("This request has image prompts: download its image_urls and pass them as image_prompts")
         loaded, plan = self._prepare(request, entry, seed, cancel)
         conditioning, notes, encode = self._condition(loaded, plan, GRID_SIZE)

@@ -17,7 +17,7 @@ from fractions import Fraction
 
 from engine.prompt import MAX_SEED, ImagineRequest, WeightedPrompt
 
-__all__ = ["GRID_SIZE", "GenerationPlan", "ModelProfile", "fit_size", "plan_generation"]
+__all__ = ["GRID_SIZE", "GenerationPlan", "ModelProfile", "fit_size", "image_prompts_used", "plan_generation"]
 
 GRID_SIZE = 4  # images per /imagine, rendered in one batch and shown as a 2x2 grid
 
@@ -160,6 +160,13 @@ def plan_generation(request: ImagineRequest, profile: ModelProfile, seed: int | 
         image_urls=request.image_urls,
         init_strength=(1 - IW_STRENGTH_STEP * image_weight) if request.image_urls else None,
     )
+
+
+def image_prompts_used(request: ImagineRequest) -> bool:
+    """Whether a request's image prompts shape its images: it has some, and its --iw is above 0 (at 0 they
+    are ignored, so a worker does not download them)."""
+    weight = DEFAULT_IMAGE_WEIGHT if request.image_weight is None else request.image_weight
+    return bool(request.image_urls) and weight > 0
 
 
 def _guidance(default: float, stylize: int) -> float:

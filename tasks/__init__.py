@@ -14,7 +14,8 @@ Client side (torch-free; every front door uses only ``tasks.client``):
 Worker side (imports the engine, lazily, once per process):
     worker.py         the Celery task and the JobRunner that renders, stores and finishes a job
     celery_worker.py  the app ``celery -A tasks.celery_worker worker`` runs, with logging, metrics, heartbeat
-    fetch.py          downloading image prompts
+    fetch.py          a job's image prompts: checked, decoded within limits, kept in storage next to the job
+    safe_fetch.py     downloading a member's URL: allowed hosts, public addresses only, one deadline and budget
 
 One machine (``dreamloom up`` and a CLI command with nothing running):
     embedded_redis.py a private redis-server with its data in a folder

@@ -21,7 +21,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
@@ -113,9 +113,15 @@ def encode_preview(image: Image.Image) -> bytes:
 
 
 def prepare(
-    job: Job, result: GenerationResult, lineage: Sequence[str], preview: bytes | None = None
+    job: Job,
+    result: GenerationResult,
+    lineage: Sequence[str],
+    preview: bytes | None = None,
+    image_prompts: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, bytes]:
-    """Artifact name -> bytes: the images, the grid, the last live preview, and ``job.json``."""
+    """Artifact name -> bytes: the images, the grid, the last live preview, and ``job.json``.
+    ``image_prompts``: the kept copies of the request's image prompts (``tasks.fetch.KeptImage``), listed in
+    ``job.json`` so that the jobs made from this one read them instead of downloading them again."""
     work: dict[str, tuple[Callable[[Image.Image], bytes], Image.Image]] = {
         image_name(n): (encode_original, image) for n, image in enumerate(result.images, start=1)
     }
@@ -129,7 +135,7 @@ def prepare(
     if preview is not None:
         encoded[PREVIEW] = preview
     files = {name: artifact_key(job.id, file_name(name)) for name in [*encoded, MANIFEST]}
-    encoded[MANIFEST] = json.dumps(manifest(job, result, files, lineage), indent=2).encode()
+    encoded[MANIFEST] = json.dumps(manifest(job, result, files, lineage, image_prompts), indent=2).encode()
     return encoded
 
 
@@ -147,8 +153,15 @@ def upload(storage: Storage, job_id: str, artifacts: dict[str, bytes]) -> dict[s
     return files
 
 
-def manifest(job: Job, result: GenerationResult, files: dict[str, str], lineage: Sequence[str]) -> dict[str, Any]:
-    """``job.json``: everything needed to understand and reproduce the job without Redis."""
+def manifest(
+    job: Job,
+    result: GenerationResult,
+    files: dict[str, str],
+    lineage: Sequence[str],
+    image_prompts: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """``job.json``: everything needed to understand and reproduce the job without Redis, or anything else
+    outside storage (its image prompts are kept copies)."""
     return {
         "id": job.id,
         "action": job.action.value,
@@ -167,6 +180,7 @@ def manifest(job: Job, result: GenerationResult, files: dict[str, str], lineage:
         "notes": list(result.notes),
         "timings": asdict(result.timings),
         "files": {name: key for name, key in files.items() if name != MANIFEST},
+        "image_prompts": [dict(kept) for kept in image_prompts],  # url, key, bytes, sha256, content_type
     }
 
 

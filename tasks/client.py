@@ -317,7 +317,8 @@ class JobClient:
             recipe = Recipe.from_dict(parent_manifest["recipe"])
             result = separate_image(image, recipe, index, job.parent, recipe.versions)
             lineage = [*parent_manifest.get("lineage", []), job.parent or ""]
-            files = upload(self.storage, job.id, prepare(job, result, lineage))
+            kept = parent_manifest.get("image_prompts", [])  # passed on, so a later re-roll reads them too
+            files = upload(self.storage, job.id, prepare(job, result, lineage, image_prompts=kept))
         except (StorageError, KeyError) as exc:
             log.warning("job %s: could not separate image %s of %s: %r", job.id, job.index, job.parent, exc)
             reason = exc.public if isinstance(exc, StorageError) else "the parent's files are incomplete"

@@ -64,6 +64,13 @@ class Settings:
     metrics_host: str = "127.0.0.1"  # workers' and the bot's; deployments open it (0.0.0.0) for probes
     log_level: str = "INFO"
     log_format: str = "text"  # or "json", one object per line
+    # Image prompts (tasks.fetch): hosts besides Discord's CDN, "host", "host:port" or "*.domain", comma-separated
+    image_hosts: str = ""
+    image_any_public_host: bool = False  # any host on a public address (ports 80 and 443)
+    image_private_networks: str = ""  # CIDRs allowed although private, e.g. "10.1.2.0/24" (never metadata)
+    image_fetch_seconds: float = 15.0  # one download, from lookup to last byte
+    image_max_mb: int = 20
+    image_max_pixels: int = 40_000_000
 
     def __repr__(self) -> str:
         """Every field, the Redis password shown as ``***`` (the S3 keys are ``Secret``s already)."""
@@ -133,6 +140,12 @@ ENVIRONMENT = {
     "metrics_host": "DREAMLOOM_METRICS_HOST",
     "log_level": "DREAMLOOM_LOG_LEVEL",
     "log_format": "DREAMLOOM_LOG_FORMAT",
+    "image_hosts": "DREAMLOOM_IMAGE_HOSTS",
+    "image_any_public_host": "DREAMLOOM_IMAGE_ANY_PUBLIC_HOST",
+    "image_private_networks": "DREAMLOOM_IMAGE_PRIVATE_NETWORKS",
+    "image_fetch_seconds": "DREAMLOOM_IMAGE_FETCH_SECONDS",
+    "image_max_mb": "DREAMLOOM_IMAGE_MAX_MB",
+    "image_max_pixels": "DREAMLOOM_IMAGE_MAX_PIXELS",
 }
 
 _INTS = {"max_running_per_user", "max_queued_per_user", "max_attempts", "max_job_seconds", "url_expiry_seconds",
@@ -140,9 +153,17 @@ _INTS = {"max_running_per_user", "max_queued_per_user", "max_attempts", "max_job
 _FLOATS = {"seconds_per_megapixel_step", "progress_interval", "storage_retry_seconds"}
 _PATHS = {"data_dir", "spool_dir"}
 _SECRETS = {"s3_access_key_id", "s3_secret_access_key"}
+_INTS |= {"image_max_mb", "image_max_pixels"}
+_FLOATS |= {"image_fetch_seconds"}
+_BOOLS = {"image_any_public_host": ({"1", "true", "yes", "on"}, {"0", "false", "no", "off"})}
 
 
 def _convert(field_name: str, variable: str, raw: str) -> object:
+    if field_name in _BOOLS:
+        yes, no = _BOOLS[field_name]
+        if raw.strip().lower() not in yes | no:
+            raise ConfigError(f"{variable} must be 1 or 0 (got {raw!r})")
+        return raw.strip().lower() in yes
     try:
         if field_name in _INTS:
             value: object = int(raw)

@@ -36,12 +36,13 @@ from engine.contract import ImageEngine
 from engine.errors import Cancelled, DreamloomError, StorageError, UnknownJob
 from engine.grid import separate_image
 from engine.jobs import Action, JobStatus
+from engine.plan import image_prompts_used
 from engine.recipe import Recipe
 from engine.results import GenerationResult
 from tasks.artifacts import MANIFEST, encode_preview, file_name, prepare, read_image, read_manifest, upload
 from tasks.celery_app import PING_TASK, RENDER_TASK, make_celery
 from tasks.events import EventType, JobEvent
-from tasks.fetch import fetch_image
+from tasks.fetch import ImagePrompts, KeptImage, kept_images, policy_from_settings
 from tasks.file_storage import Storage, artifact_key, storage_from_settings
 from tasks.job_store import JobStore
 from tasks.logs import job_context
@@ -156,6 +157,7 @@ class JobRunner:
         self.dispatcher = dispatcher
         self.engine = engine
         self.spool = Spool(settings.spool_dir)
+        self.image_prompts = ImagePrompts(storage, policy_from_settings(settings), settings.image_max_pixels)
 
     def run(self, job_id: str, worker: str) -> None:
         with job_context(job_id):
@@ -171,10 +173,15 @@ class JobRunner:
             log.info("job %s: already %s; acknowledged without running", job.id, job.status.value)
             return
         # Only a job that was attempted before can have stored its result already (saves a round trip).
-        if job.attempts > 0 and self.storage.exists(artifact_key(job.id, file_name(MANIFEST))):
-            log.info("job %s: its result is already stored; finishing it without rendering again", job.id)
-            stored_manifest = read_manifest(self.storage, job.id)
-            self._finish_done(job, _files_of(stored_manifest), stored_manifest)
+        try:
+            if job.attempts > 0 and self.storage.exists(artifact_key(job.id, file_name(MANIFEST))):
+                log.info("job %s: its result is already stored; finishing it without rendering again", job.id)
+                stored_manifest = read_manifest(self.storage, job.id)
+                self._finish_done(job, _files_of(stored_manifest), stored_manifest)
+                return
+        except StorageError as exc:
+            log.warning("job %s: cannot look for its stored result: %s", job.id, exc)
+            self._fail(job, exc.public)
             return
         started_event = JobEvent(EventType.STARTED, job.id, job.owner, job.channel, percent=0)
         attempts, _ = self.store.begin(job, worker, self.settings.max_attempts, started_event.fields())
@@ -232,15 +239,16 @@ class JobRunner:
 
     def _render(self, job: Job) -> dict[str, bytes]:
         reporter = _Progress(self, job)
-        result = self._execute(job, reporter)
+        result, kept = self._execute(job, reporter)
         record_model_loads(self.engine().load_times())
         record_gpu_memory()
         lineage = self._lineage(job)
-        return prepare(job, result, lineage, reporter.last_preview)
+        return prepare(job, result, lineage, reporter.last_preview, [image.to_dict() for image in kept])
 
-    def _execute(self, job: Job, reporter: _Progress) -> GenerationResult:
+    def _execute(self, job: Job, reporter: _Progress) -> tuple[GenerationResult, list[KeptImage]]:
         """Gather what the job's engine call needs, then make that call as its entry in the table of actions
-        says: a prompt's downloaded image prompts, or the image a follow-up starts from, with its recipe."""
+        says: a prompt's image prompts (kept copies, or downloaded and kept), or the image a follow-up starts
+        from, with its recipe. Also returns the kept image prompts its ``job.json`` lists."""
         spec = ACTIONS[job.action]
         work = Work(
             request=job.request,
@@ -251,17 +259,20 @@ class JobRunner:
             index=job.index,
             options=job.options,
         )
-        if spec.from_prompt:
-            work = dataclasses.replace(work, image_prompts=[fetch_image(url) for url in job.request.image_urls])
-        if job.parent is not None:
-            parent_manifest = read_manifest(self.storage, job.parent)
+        parent_manifest = read_manifest(self.storage, job.parent) if job.parent is not None else None
+        carried = {kept.url: kept for kept in kept_images(parent_manifest)}
+        kept = [carried[url] for url in job.request.image_urls if url in carried]  # passed on, for later jobs
+        if spec.from_prompt and image_prompts_used(job.request):  # else they are not downloaded at all
+            images, kept = self.image_prompts.gather(job.id, job.request.image_urls, kept, again=job.attempts > 0)
+            work = dataclasses.replace(work, image_prompts=images)
+        if parent_manifest is not None:
             recipe = Recipe.from_dict(parent_manifest["recipe"])
             if spec.from_prompt:
                 work = dataclasses.replace(work, recipe=recipe)
             else:
                 image, recipe = self._source_image(job, parent_manifest, recipe)
                 work = dataclasses.replace(work, image=image, recipe=recipe)
-        return spec.run(self.engine(), work)
+        return spec.run(self.engine(), work), kept
 
     def _source_image(self, job: Job, parent_manifest: dict[str, Any], recipe: Recipe) -> tuple[Image.Image, Recipe]:
         """The image a follow-up starts from: image N of the parent's grid (stored losslessly on its own), or the
