@@ -34,6 +34,7 @@ from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 from PIL import Image
 from redis import Redis
+from redis.exceptions import RedisError
 
 from engine.actions import ACTIONS, ResultKind, Work
 from engine.contract import ImageEngine
@@ -362,9 +363,12 @@ class Heartbeat:
 
     def _beat(self) -> None:
         while not self._stop.wait(self.seconds / 3):
-            if not self.store.beat(self.job_id, self.token, self.seconds):
-                log.warning("job %s: its heartbeat lapsed and another attempt took it over", self.job_id)
-                return
+            try:
+                if not self.store.beat(self.job_id, self.token, self.seconds):
+                    log.warning("job %s: its heartbeat lapsed and another attempt took it over", self.job_id)
+                    return
+            except RedisError as exc:  # Redis away for a moment: beat again at the next turn
+                log.warning("job %s: could not refresh its heartbeat (%s)", self.job_id, exc)
 
     def __enter__(self) -> Heartbeat:
         return self
@@ -373,7 +377,10 @@ class Heartbeat:
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
-            self.store.end_heartbeat(self.job_id, self.token)
+            try:
+                self.store.end_heartbeat(self.job_id, self.token)
+            except RedisError as exc:  # it lapses by itself; never hide how the attempt ended
+                log.warning("job %s: could not end its heartbeat (%s)", self.job_id, exc)
 
 
 def _machine() -> str | None:
