@@ -57,6 +57,7 @@ def done_job(client: JobClient, settings: Any, prompt: str, owner: str = "alice"
 # --- item 4: one failing event stops every later result ---------------------------------------------------
 
 
+@pytest.mark.slow  # a real bot logs in to the double (seconds)
 @pytest.mark.anyio
 async def test_item_04_a_result_discord_refuses_does_not_stop_the_three_behind_it(discord_double, client, settings):
     """A bot restarts with a result Discord refuses (403: a member who blocks DMs) pending, and 3 finished jobs
