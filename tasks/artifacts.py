@@ -28,6 +28,7 @@ from typing import Any
 
 from PIL import Image
 
+from engine.errors import PromptError, StorageError
 from engine.results import GenerationResult
 from tasks.file_storage import Storage, artifact_key
 from tasks.records import Job
@@ -45,6 +46,7 @@ __all__ = [
     "prepare",
     "read_image",
     "read_manifest",
+    "stored_job",
     "upload",
 ]
 
@@ -187,6 +189,20 @@ def manifest(
 def read_manifest(storage: Storage, job_id: str) -> dict[str, Any]:
     document: dict[str, Any] = json.loads(storage.get(artifact_key(job_id, file_name(MANIFEST))))
     return document
+
+
+def stored_job(storage: Storage, job_id: str) -> Job | None:
+    """A done job rebuilt from its ``job.json`` (its record expired), or None when storage has none."""
+    try:
+        document = read_manifest(storage, job_id)
+        files = {**document.get("files", {}), MANIFEST: artifact_key(job_id, file_name(MANIFEST))}
+        return Job.from_manifest(document, files) if document.get("id") == job_id else None
+    except StorageError as exc:
+        if not exc.missing:
+            raise
+        return None
+    except (KeyError, TypeError, ValueError, PromptError):
+        return None
 
 
 def read_image(storage: Storage, manifest: dict[str, Any], index: int) -> Image.Image:

@@ -32,7 +32,7 @@ from engine.prompt import MAX_SEED, ImagineRequest, check_limits
 from engine.recipe import Recipe
 from engine.registry import Registry
 from engine.safety import Blocklist
-from tasks.artifacts import file_name, prepare, read_image, read_manifest, upload
+from tasks.artifacts import file_name, prepare, read_image, read_manifest, stored_job, upload
 from tasks.celery_app import RENDER_TASK, make_celery
 from tasks.events import EventBus, EventType, JobEvent
 from tasks.file_storage import Storage, artifact_key, storage_from_settings
@@ -71,9 +71,10 @@ class JobClient:
     ) -> None:
         self.settings = settings
         self.redis = redis or Redis.from_url(settings.redis_url)
-        self.store = JobStore(self.redis)
+        self.store = JobStore(self.redis, settings.record_retention_seconds)
         self.events = EventBus(self.redis)
         self.storage = storage or storage_from_settings(settings)
+        self.store.archive = lambda job_id: stored_job(self.storage, job_id)  # once a record has expired
         self.registry = registry or Registry.from_env()
         self.blocklist = blocklist or Blocklist.from_env()
         self.dispatcher = Dispatcher(celery or make_celery(settings), self.store, settings, RENDER_TASK)
@@ -265,6 +266,11 @@ class JobClient:
     def claim_mark(self, job_id: str, name: str, value: str) -> bool:
         """Set a mark only if it is unset: True for exactly one caller (e.g. who posts a job's result)."""
         return self.store.claim_field(self.store.get(job_id).id, f"mark:{name}", value)
+
+    def unmarked_results(self, name: str) -> list[tuple[str, str]]:
+        """(job id, channel) of the done jobs still on record that have no mark ``name``, oldest first: the
+        results a front end that starts has not shown yet (e.g. their events were set aside)."""
+        return self.store.unmarked(0.0, name)
 
     def recover(self, older_than: float = UNSENT_GRACE_SECONDS) -> list[str]:
         """Send again admitted jobs that never reached the broker (their sender crashed); returns their ids.

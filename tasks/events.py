@@ -1,10 +1,19 @@
-"""Durable job events on a Redis Stream, read by each front end through its own consumer group.
+"""Durable job events on Redis Streams, read by each front end through its own consumer group.
 
-A front end that was down when a job finished gets the event when it returns: events wait in the stream
-until the group reads them, and an event read but not acknowledged (the reader crashed) is delivered again
-to the same consumer on restart, or claimed by another consumer of the group once it has been idle.
-Final events (done, failed, cancelled) are written by ``JobStore.finish`` in the same atomic step as the
-status change; progress and started events are written here.
+Two streams: progress (``started``, ``progress`` with small previews; capped by length, since a missed
+progress event is only a missed update) and final events (``done``, ``failed``, ``cancelled``; never cut by
+the flood of progress, only by age past the records' retention, ``DREAMLOOM_RECORD_RETENTION_DAYS``).
+A group reads both, in the order the events were written.
+
+A front end that was down when a job finished gets the event when it returns: events wait in the streams
+until the group reads them. An event read but not acknowledged (the reader crashed, or handling it failed)
+is delivered again: once more to the same consumer when it restarts (its backlog is read once, in order,
+then new events), and to any consumer of the group once it has been idle ``CLAIM_IDLE_MS``. Every event
+carries how often it was handed out (``deliveries``); a reader that keeps failing on one sets it aside
+(``set_aside``: to the ``dreamloom:events:dead`` stream, where an operator sees it) instead of retrying it
+for ever, so one bad event never holds up the others.
+Final events are written by ``JobStore.finish`` in the same atomic step as the status change; progress and
+started events are written here.
 
 Synchronous readers (the command line, workers, benchmarks) use ``EventBus`` and ``EventTail``; the asyncio
 front doors (the Discord bot, the web playground) use ``AsyncEventBus`` and ``AsyncEventTail`` on
@@ -15,7 +24,8 @@ parsing below.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, cast
 
@@ -23,11 +33,14 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import ResponseError
 
-from tasks.job_store import EVENT_STREAM, EVENT_STREAM_MAXLEN
+from tasks.job_store import DEAD_STREAM, EVENT_STREAM, EVENT_STREAM_MAXLEN, FINAL_STREAM
 
-__all__ = ["AsyncEventBus", "AsyncEventTail", "EventBus", "EventTail", "EventType", "JobEvent"]
+__all__ = ["MAX_DELIVERIES", "AsyncEventBus", "AsyncEventTail", "EventBus", "EventTail", "EventType", "JobEvent"]
 
-CLAIM_IDLE_MS = 60_000  # an event unacknowledged this long by a consumer that went away is taken over
+CLAIM_IDLE_MS = 60_000  # an event unacknowledged this long (its reader went away, or failed on it) is handed out again
+MAX_DELIVERIES = 5  # a reader that failed on an event this many times sets it aside (``set_aside``)
+DEAD_STREAM_MAXLEN = 10_000
+_PENDING_SLACK = 100  # other unacknowledged events of a consumer that may sit between those just claimed
 
 
 class EventType(StrEnum):
@@ -52,7 +65,8 @@ class JobEvent:
     preview: bytes | None = None  # a small WebP image of the work in progress
     message: str | None = None  # why a job failed, or what a finished job should say
     at: float = 0.0
-    id: str | None = None  # the stream entry id, once read
+    id: str | None = None  # once read: the receipt that acknowledges it ("<stream>:<entry id>")
+    deliveries: int = 1  # how often its consumer group has handed it out (a failing event's retries count up)
 
     def fields(self) -> dict[str, str | bytes]:
         values: dict[str, str | bytes] = {
@@ -87,92 +101,166 @@ class JobEvent:
             preview=raw.get(b"preview"),
             message=text("message"),
             at=float(text("at") or 0),
-            id=entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
+            id=_text(entry_id),
         )
 
 
 class EventBus:
     """Append job events, and read them as a member of a consumer group."""
 
-    def __init__(self, redis: Redis, stream: str = EVENT_STREAM) -> None:
+    def __init__(self, redis: Redis, stream: str = EVENT_STREAM, final_stream: str = FINAL_STREAM) -> None:
         self.redis = redis
         self.stream = stream
+        self.final_stream = final_stream
         self._groups: set[str] = set()  # groups known to exist
+        self._backlog: dict[tuple[str, str], dict[str, str]] = {}  # (group, consumer) -> its backlog read so far
         self._caught_up: set[tuple[str, str]] = set()  # (group, consumer) pairs whose own backlog was read
 
+    @property
+    def streams(self) -> tuple[str, str]:
+        return self.stream, self.final_stream
+
     def emit(self, event: JobEvent) -> str:
+        """Append ``event`` (final events normally come from ``JobStore.finish``); returns its receipt."""
         fields = cast(dict[Any, Any], event.fields())
-        return _text(self.redis.xadd(self.stream, fields, maxlen=EVENT_STREAM_MAXLEN, approximate=True))
+        if event.type.final:
+            return _receipt(self.final_stream, self.redis.xadd(self.final_stream, fields))
+        return _receipt(self.stream, self.redis.xadd(self.stream, fields, maxlen=EVENT_STREAM_MAXLEN, approximate=True))
 
     def ensure_group(self, group: str) -> None:
-        """Create ``group`` reading from the start of the stream (nothing written before it is missed)."""
+        """Create ``group`` reading from the start of the streams (nothing written before it is missed)."""
         if group not in self._groups:
-            try:
-                self.redis.xgroup_create(self.stream, group, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            for stream in self.streams:
+                try:
+                    self.redis.xgroup_create(stream, group, id="0", mkstream=True)
+                except ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
             self._groups.add(group)
 
     def read(self, group: str, consumer: str, count: int = 20, block_ms: int = 1000) -> list[JobEvent]:
-        """The next events for ``consumer``: first its own unacknowledged ones (after a restart), then
-        events idle at consumers that went away, then new events (waiting up to ``block_ms``)."""
+        """The next events for ``consumer``: first its own unacknowledged ones (after a restart, each once),
+        then events left idle (at consumers that went away, or failing), then new events (waiting up to
+        ``block_ms``)."""
         self.ensure_group(group)
-        if (group, consumer) not in self._caught_up:
-            if backlog := _events(self.redis.xreadgroup(group, consumer, {self.stream: "0"}, count=count)):
-                return backlog
-            self._caught_up.add((group, consumer))
-        claimed = self.redis.xautoclaim(self.stream, group, consumer, CLAIM_IDLE_MS, "0-0", count=count)
-        if events := _claimed_events(claimed):
-            return events
-        return _events(self.redis.xreadgroup(group, consumer, {self.stream: ">"}, count=count, block=block_ms))
+        key = (group, consumer)
+        while key not in self._caught_up:
+            cursors = self._backlog.setdefault(key, dict.fromkeys(self.streams, "0"))
+            events, gone = _read_backlog(self.redis.xreadgroup(group, consumer, _ids(cursors), count=count), cursors)
+            self.ack(group, *gone)
+            if events:
+                return self._counted(group, consumer, events)
+            if not gone:
+                self._caught_up.add(key)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for stream in self.streams:
+                pipe.xautoclaim(stream, group, consumer, CLAIM_IDLE_MS, "0-0", count=count)
+            claimed, gone = _claimed_events(self.streams, pipe.execute())
+        self.ack(group, *gone)
+        if claimed:
+            return self._counted(group, consumer, claimed)
+        streams = _ids(dict.fromkeys(self.streams, ">"))
+        response = self.redis.xreadgroup(group, consumer, streams, count=count, block=block_ms)
+        return _new_events(response)
 
-    def ack(self, group: str, *event_ids: str) -> None:
-        if event_ids:
-            self.redis.xack(self.stream, group, *event_ids)
+    def _counted(self, group: str, consumer: str, events: list[JobEvent]) -> list[JobEvent]:
+        """``events`` (handed out before) with how often they have been handed out now."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for stream, first, last, n in _ranges(events):
+                pipe.xpending_range(stream, group, first, last, n + _PENDING_SLACK, consumer)
+            return _with_deliveries(events, _ranges(events), pipe.execute())
+
+    def ack(self, group: str, *receipts: str) -> None:
+        for stream, ids in _by_stream(receipts, self.stream).items():
+            self.redis.xack(stream, group, *ids)
+
+    def set_aside(self, group: str, event: JobEvent, reason: str) -> None:
+        """Give up on ``event`` for ``group``: keep it in the dead-letter stream for an operator, acknowledged."""
+        stream, entry = _split(event.id or "", self.stream)
+        with self.redis.pipeline() as pipe:
+            pipe.xadd(DEAD_STREAM, _dead_fields(group, event, reason), maxlen=DEAD_STREAM_MAXLEN, approximate=True)
+            pipe.xack(stream, group, entry)
+            pipe.execute()
 
     def tail(self) -> EventTail:
         """Follow events from now on, without a consumer group (see ``EventTail``)."""
-        return EventTail(self.redis, self.stream)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for stream in self.streams:
+                pipe.xrevrange(stream, count=1)
+            newest = pipe.execute()
+        return EventTail(self.redis, {stream: _newest_id(n) for stream, n in zip(self.streams, newest, strict=True)})
 
 
 class AsyncEventBus:
     """``EventBus``'s reading side on ``redis.asyncio``, for the front doors that run an event loop."""
 
-    def __init__(self, redis: AsyncRedis, stream: str = EVENT_STREAM) -> None:
+    def __init__(self, redis: AsyncRedis, stream: str = EVENT_STREAM, final_stream: str = FINAL_STREAM) -> None:
         self.redis = redis
         self.stream = stream
+        self.final_stream = final_stream
         self._groups: set[str] = set()
+        self._backlog: dict[tuple[str, str], dict[str, str]] = {}
         self._caught_up: set[tuple[str, str]] = set()
+
+    @property
+    def streams(self) -> tuple[str, str]:
+        return self.stream, self.final_stream
 
     async def ensure_group(self, group: str) -> None:
         if group not in self._groups:
-            try:
-                await self.redis.xgroup_create(self.stream, group, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            for stream in self.streams:
+                try:
+                    await self.redis.xgroup_create(stream, group, id="0", mkstream=True)
+                except ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
             self._groups.add(group)
 
     async def read(self, group: str, consumer: str, count: int = 20, block_ms: int = 1000) -> list[JobEvent]:
-        """As ``EventBus.read``: the consumer's own backlog, then idle events, then new ones."""
+        """As ``EventBus.read``: the consumer's own backlog (each once), then idle events, then new ones."""
         await self.ensure_group(group)
-        if (group, consumer) not in self._caught_up:
-            if backlog := _events(await self.redis.xreadgroup(group, consumer, {self.stream: "0"}, count=count)):
-                return backlog
-            self._caught_up.add((group, consumer))
-        claimed = await self.redis.xautoclaim(self.stream, group, consumer, CLAIM_IDLE_MS, "0-0", count=count)
-        if events := _claimed_events(claimed):
-            return events
-        return _events(await self.redis.xreadgroup(group, consumer, {self.stream: ">"}, count=count, block=block_ms))
+        key = (group, consumer)
+        while key not in self._caught_up:
+            cursors = self._backlog.setdefault(key, dict.fromkeys(self.streams, "0"))
+            response = await self.redis.xreadgroup(group, consumer, _ids(cursors), count=count)
+            events, gone = _read_backlog(response, cursors)
+            await self.ack(group, *gone)
+            if events:
+                return await self._counted(group, consumer, events)
+            if not gone:
+                self._caught_up.add(key)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream in self.streams:
+                pipe.xautoclaim(stream, group, consumer, CLAIM_IDLE_MS, "0-0", count=count)
+            claimed, gone = _claimed_events(self.streams, await pipe.execute())
+        await self.ack(group, *gone)
+        if claimed:
+            return await self._counted(group, consumer, claimed)
+        streams = _ids(dict.fromkeys(self.streams, ">"))
+        return _new_events(await self.redis.xreadgroup(group, consumer, streams, count=count, block=block_ms))
 
-    async def ack(self, group: str, *event_ids: str) -> None:
-        if event_ids:
-            await self.redis.xack(self.stream, group, *event_ids)
+    async def _counted(self, group: str, consumer: str, events: list[JobEvent]) -> list[JobEvent]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream, first, last, n in _ranges(events):
+                pipe.xpending_range(stream, group, first, last, n + _PENDING_SLACK, consumer)
+            return _with_deliveries(events, _ranges(events), await pipe.execute())
+
+    async def ack(self, group: str, *receipts: str) -> None:
+        for stream, ids in _by_stream(receipts, self.stream).items():
+            await self.redis.xack(stream, group, *ids)
+
+    async def set_aside(self, group: str, event: JobEvent, reason: str) -> None:
+        """As ``EventBus.set_aside``."""
+        stream, entry = _split(event.id or "", self.stream)
+        async with self.redis.pipeline() as pipe:
+            pipe.xadd(DEAD_STREAM, _dead_fields(group, event, reason), maxlen=DEAD_STREAM_MAXLEN, approximate=True)
+            pipe.xack(stream, group, entry)
+            await pipe.execute()
 
     async def tail(self) -> AsyncEventTail:
         """Follow events from now on, without a consumer group (see ``EventTail``)."""
-        return AsyncEventTail(self.redis, self.stream, _newest_id(await self.redis.xrevrange(self.stream, count=1)))
+        newest = {stream: _newest_id(await self.redis.xrevrange(stream, count=1)) for stream in self.streams}
+        return AsyncEventTail(self.redis, newest)
 
 
 class EventTail:
@@ -181,57 +269,134 @@ class EventTail:
     a CLI waiting for its job). Front ends that must handle every event, also those that happened while
     they were down (the Discord bot), read with a consumer group instead (``EventBus.read``)."""
 
-    def __init__(self, redis: Redis, stream: str) -> None:
+    def __init__(self, redis: Redis, last_ids: dict[str, str]) -> None:
         self.redis = redis
-        self.stream = stream
-        self.last_id = _newest_id(redis.xrevrange(stream, count=1))
+        self.last_ids = last_ids  # stream -> the id to read after
 
     def read(self, block_ms: int = 1000, count: int = 100) -> list[JobEvent]:
-        """Events after the last one read, waiting up to ``block_ms`` for the first."""
-        events, self.last_id = _tail(self.redis.xread({self.stream: self.last_id}, count=count, block=block_ms),
-                                     self.last_id)  # fmt: skip
-        return events
+        """Events after the last ones read, waiting up to ``block_ms`` for the first."""
+        return _tail(self.redis.xread(_ids(self.last_ids), count=count, block=block_ms), self.last_ids)
 
 
 class AsyncEventTail:
     """``EventTail`` on ``redis.asyncio``."""
 
-    def __init__(self, redis: AsyncRedis, stream: str, last_id: str) -> None:
+    def __init__(self, redis: AsyncRedis, last_ids: dict[str, str]) -> None:
         self.redis = redis
-        self.stream = stream
-        self.last_id = last_id
+        self.last_ids = last_ids
 
     async def read(self, block_ms: int = 1000, count: int = 100) -> list[JobEvent]:
-        response = await self.redis.xread({self.stream: self.last_id}, count=count, block=block_ms)
-        events, self.last_id = _tail(response, self.last_id)
-        return events
+        return _tail(await self.redis.xread(_ids(self.last_ids), count=count, block=block_ms), self.last_ids)
 
 
 # --- reading Redis's answers, for both kinds of reader ---------------------------------------------------
 
 
-def _events(response: Any) -> list[JobEvent]:
-    """The events of an XREADGROUP answer; entries trimmed away from the stream come back empty."""
-    return [JobEvent.from_fields(entry_id, fields) for _, entries in response or [] for entry_id, fields in entries
-            if fields]  # fmt: skip
+def _ids(positions: dict[str, str]) -> Any:
+    """Stream -> id, as redis-py's stream reads take it (a copy: they must not see later changes)."""
+    return dict(positions)
 
 
-def _claimed_events(response: Any) -> list[JobEvent]:
-    """The events of an XAUTOCLAIM answer: (next start, entries, deleted ids)."""
-    if not response or not response[1]:
-        return []
-    return [JobEvent.from_fields(entry_id, fields) for entry_id, fields in response[1] if fields]
+def _receipt(stream: str, entry_id: bytes | str) -> str:
+    return f"{stream}:{_text(entry_id)}"
 
 
-def _tail(response: Any, last_id: str) -> tuple[list[JobEvent], str]:
-    """The events of an XREAD answer, and the id to read after next time."""
-    events = []
-    for _stream, entries in response or []:
-        for entry_id, fields in entries:
-            last_id = _text(entry_id)
-            if fields:
-                events.append(JobEvent.from_fields(entry_id, fields))
-    return events, last_id
+def _split(receipt: str, default_stream: str) -> tuple[str, str]:
+    """A receipt -> (stream, entry id); a bare entry id is one of ``default_stream``."""
+    stream, _, entry = receipt.rpartition(":")
+    return stream or default_stream, entry
+
+
+def _by_stream(receipts: Iterable[str], default_stream: str) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for receipt in receipts:
+        if receipt:
+            stream, entry = _split(receipt, default_stream)
+            grouped.setdefault(stream, []).append(entry)
+    return grouped
+
+
+def _order(entry_id: str) -> tuple[int, int]:
+    """An entry id's place in time, comparable across streams."""
+    milliseconds, _, sequence = entry_id.rpartition(":")[2].partition("-")
+    return int(milliseconds), int(sequence or 0)
+
+
+def _parse(stream: str, entries: Iterable[tuple[Any, Any]]) -> list[JobEvent]:
+    return [JobEvent.from_fields(_receipt(stream, entry_id), fields) for entry_id, fields in entries if fields]
+
+
+def _sorted(events: list[JobEvent]) -> list[JobEvent]:
+    return sorted(events, key=lambda event: _order(event.id or "0-0"))
+
+
+def _read_backlog(response: Any, cursors: dict[str, str]) -> tuple[list[JobEvent], list[str]]:
+    """A backlog read (XREADGROUP from ``cursors``): its events, and the receipts of entries trimmed away from
+    the stream meanwhile (nothing to hand out: acknowledged). Moves ``cursors`` past what was read."""
+    events: list[JobEvent] = []
+    gone: list[str] = []
+    for raw_stream, entries in response or []:
+        stream = _text(raw_stream)
+        if entries:
+            cursors[stream] = _text(entries[-1][0])
+        events += _parse(stream, entries)
+        gone += [_receipt(stream, entry_id) for entry_id, fields in entries if not fields]
+    return _sorted(events), gone
+
+
+def _new_events(response: Any) -> list[JobEvent]:
+    """The events of an XREADGROUP answer for new events (``>``)."""
+    return _sorted([event for raw_stream, entries in response or [] for event in _parse(_text(raw_stream), entries)])
+
+
+def _claimed_events(streams: Sequence[str], responses: list[Any]) -> tuple[list[JobEvent], list[str]]:
+    """The events of one XAUTOCLAIM answer per stream ((next start, entries[, deleted ids])), and the receipts
+    of entries trimmed away meanwhile (Redis 6.2 still hands them out, empty)."""
+    events: list[JobEvent] = []
+    gone: list[str] = []
+    for stream, response in zip(streams, responses, strict=True):
+        entries = response[1] if response else []
+        events += _parse(stream, entries)
+        gone += [_receipt(stream, entry_id) for entry_id, fields in entries if not fields]
+    return _sorted(events), gone
+
+
+def _ranges(events: list[JobEvent]) -> list[tuple[str, str, str, int]]:
+    """Per stream: (stream, first entry id, last entry id, count) of ``events``."""
+    found: dict[str, list[str]] = {}
+    for event in events:
+        stream, entry = _split(event.id or "", "")
+        found.setdefault(stream, []).append(entry)
+    return [(stream, min(ids, key=_order), max(ids, key=_order), len(ids)) for stream, ids in found.items()]
+
+
+def _with_deliveries(
+    events: list[JobEvent], ranges: list[tuple[str, str, str, int]], answers: list[Any]
+) -> list[JobEvent]:
+    """``events`` with their delivery counts from one XPENDING answer per range."""
+    counts: dict[str, int] = {}
+    for (stream, *_), answer in zip(ranges, answers, strict=True):
+        for item in answer or []:
+            counts[_receipt(stream, item["message_id"])] = int(item["times_delivered"])
+    return [replace(event, deliveries=counts.get(event.id or "", event.deliveries)) for event in events]
+
+
+def _dead_fields(group: str, event: JobEvent, reason: str) -> dict[Any, Any]:
+    """What the dead-letter stream keeps of an event (not its preview image)."""
+    fields = {key: value for key, value in event.fields().items() if key != "preview"}
+    return {**fields, "group": group, "receipt": event.id or "", "deliveries": str(event.deliveries),
+            "reason": reason[:500]}  # fmt: skip
+
+
+def _tail(response: Any, last_ids: dict[str, str]) -> list[JobEvent]:
+    """The events of an XREAD answer; moves ``last_ids`` past them."""
+    events: list[JobEvent] = []
+    for raw_stream, entries in response or []:
+        stream = _text(raw_stream)
+        if entries:
+            last_ids[stream] = _text(entries[-1][0])
+        events += _parse(stream, entries)
+    return _sorted(events)
 
 
 def _newest_id(response: Any) -> str:

@@ -2,17 +2,32 @@
 
 Every change that must not half-happen is one Lua script, so it is atomic even with many workers and
 front ends: admitting a job (queued, held or refused), starting an attempt, and finishing a job, which
-sets the final status, appends its event to the stream and releases the owner's next held jobs in the
-same step. A job therefore finishes once and emits exactly one final event, whatever crashes around it.
+sets the final status, appends its event to the final-events stream and releases the owner's next held
+jobs in the same step. A job therefore finishes once and emits exactly one final event, whatever crashes
+around it.
+
+An attempt holds the job with a heartbeat (a key its worker refreshes while it renders): a second
+delivery of a running job (Celery's redelivery, a visibility timeout) starts another attempt only once
+that heartbeat is stale, so one job is never rendered twice at the same time (``StillRunning``).
+
+Retention: a finished job's record, its owner's list of jobs and the index of finished jobs expire after
+``retention_seconds`` (``DREAMLOOM_RECORD_RETENTION_DAYS``; 0 keeps them for ever). A job's ``job.json`` in
+storage outlives them: readers rebuild an expired job from it (``tasks.artifacts.stored_job``).
 
 Keys (prefix ``dreamloom:``)::
 
     job:{id}                 hash: the record (tasks.records.Job)
     job:{id}:cancel          flag a running job checks at every step
     job:{id}:preview         the latest preview image (expires)
+    job:{id}:heartbeat       who renders the job now (expires unless its worker refreshes it)
     user:{owner}:active      set: the owner's jobs in the queues or running (limited)
     user:{owner}:held        list: the owner's jobs waiting for a free slot, in order
-    user:{owner}:jobs        sorted set: every job of the owner by creation time
+    user:{owner}:jobs        sorted set: the owner's jobs by creation time (within the retention)
+    done                     sorted set: done jobs by finishing time (within the retention), for front ends
+                             that look for results they have not posted
+    events                   stream: started and progress events (capped by length)
+    events:final             stream: done, failed and cancelled events (trimmed by age only)
+    events:dead              stream: events a front end gave up on (capped), for the operator
     waiting:{family}         sorted set: queued jobs in the order workers take them
     unsent                   set: admitted jobs not yet handed to the broker (recovered after a crash)
     workers:{family}         sorted set: workers by last sign of life
@@ -23,8 +38,9 @@ Keys (prefix ``dreamloom:``)::
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -34,17 +50,27 @@ from engine.errors import UnknownJob
 from engine.jobs import JobStatus
 from tasks.records import Job
 
-__all__ = ["PREFIX", "Admission", "Finish", "JobStore"]
+__all__ = ["PREFIX", "Admission", "Finish", "JobStore", "StillRunning"]
 
 PREFIX = "dreamloom:"
 EVENT_STREAM = PREFIX + "events"
+FINAL_STREAM = PREFIX + "events:final"
+DEAD_STREAM = PREFIX + "events:dead"
+DONE_INDEX = PREFIX + "done"
 COUNTS = PREFIX + "counts"
-EVENT_STREAM_MAXLEN = 50_000
+EVENT_STREAM_MAXLEN = 50_000  # progress only: final events have a stream of their own
+DEFAULT_RETENTION_SECONDS = 7 * 86_400
 PREVIEW_TTL_SECONDS = 3600
 CANCEL_TTL_SECONDS = 86_400
 WORKER_ALIVE_SECONDS = 300
 
+# KEYS: job, owner's active set, owner's held list, owner's jobs, unsent set, status counts
+# ARGV: id, max active, max held, now, retention seconds (0: keep), record pairs...
 _ADMIT = """
+local retention = tonumber(ARGV[5])
+if retention > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', tonumber(ARGV[4]) - retention)
+end
 local active = redis.call('SCARD', KEYS[2])
 local status
 if active < tonumber(ARGV[2]) then
@@ -54,10 +80,11 @@ elseif redis.call('LLEN', KEYS[3]) < tonumber(ARGV[3]) then
 else
   return {'full', redis.call('LLEN', KEYS[3])}
 end
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('HSET', KEYS[1], 'status', status)
 redis.call('HINCRBY', KEYS[6], status, 1)
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
+if retention > 0 then redis.call('EXPIRE', KEYS[4], math.ceil(retention) + 86400) end
 if status == 'queued' then
   redis.call('SADD', KEYS[2], ARGV[1])
   redis.call('SADD', KEYS[5], ARGV[1])
@@ -68,11 +95,21 @@ redis.call('RPUSH', KEYS[3], ARGV[1])
 return {status, redis.call('LLEN', KEYS[3]) - 1}
 """
 
-# KEYS: job, family waiting set, unsent set, status counts, family workers, stream
-# ARGV: id, now, worker, max attempts, stream maxlen, event pairs...
+# KEYS: job, family waiting set, unsent set, status counts, family workers, stream, heartbeat
+# ARGV: id, now, worker, max attempts, stream maxlen, heartbeat token ('' for none), heartbeat ms,
+#       the stale holder this attempt takes over ('' for none), event pairs...
 _BEGIN = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'queued' and status ~= 'running' then return {0, status or ''} end
+local holder = redis.call('GET', KEYS[7])
+if status == 'running' and holder and holder ~= ARGV[8] then
+  return {-1, holder, redis.call('PTTL', KEYS[7])}
+end
+if ARGV[6] ~= '' then
+  redis.call('SET', KEYS[7], ARGV[6], 'PX', ARGV[7])
+elseif holder then
+  redis.call('DEL', KEYS[7])
+end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[2], 'worker', ARGV[3])
 if status == 'queued' then
@@ -82,8 +119,8 @@ end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('SREM', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[2], ARGV[3])
-if attempts <= tonumber(ARGV[4]) and #ARGV > 5 then
-  redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[5], '*', unpack(ARGV, 6))
+if attempts <= tonumber(ARGV[4]) and #ARGV > 8 then
+  redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[5], '*', unpack(ARGV, 9))
 end
 return {attempts, status}
 """
@@ -95,8 +132,10 @@ if previous then value = 0.8 * tonumber(previous) + 0.2 * value end
 redis.call('HSET', KEYS[1], 'seconds', string.format('%.3f', value))
 """
 
-# KEYS: job, stream, owner's active set, owner's held list, family waiting set, unsent set, status counts
-# ARGV: id, allowed statuses (comma-separated), new status, now, max active, job key prefix, stream maxlen,
+# KEYS: job, final-events stream, owner's active set, owner's held list, family waiting set, unsent set,
+#       status counts, done index
+# ARGV: id, allowed statuses (comma-separated), new status, now, max active, job key prefix,
+#       retention seconds (0: keep), oldest final event kept (a stream id; '' to keep all),
 #       number of field pairs, field pairs..., event pairs...
 _FINISH = """
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -109,8 +148,8 @@ if not allowed then return {0, status} end
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'finished_at', ARGV[4])
 redis.call('HINCRBY', KEYS[7], status, -1)
 redis.call('HINCRBY', KEYS[7], ARGV[3], 1)
-local i = 9
-for j = 1, tonumber(ARGV[8]) do
+local i = 10
+for j = 1, tonumber(ARGV[9]) do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   i = i + 2
 end
@@ -120,7 +159,17 @@ while i <= #ARGV do
   i = i + 1
 end
 if #event > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', unpack(event))
+  if ARGV[8] ~= '' then
+    redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[8], '*', unpack(event))
+  else
+    redis.call('XADD', KEYS[2], '*', unpack(event))
+  end
+end
+local retention = tonumber(ARGV[7])
+if ARGV[3] == 'done' then redis.call('ZADD', KEYS[8], ARGV[4], ARGV[1]) end
+if retention > 0 then
+  redis.call('EXPIRE', KEYS[1], math.ceil(retention))
+  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', tonumber(ARGV[4]) - retention)
 end
 redis.call('LREM', KEYS[4], 0, ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
@@ -146,6 +195,38 @@ return result
 """
 
 
+# KEYS: heartbeat; ARGV: token, ms. Refresh a heartbeat if it is still this attempt's (1), else 0.
+_BEAT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+# KEYS: heartbeat; ARGV: token. Remove a heartbeat if it is still this attempt's.
+_STOP_BEAT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+"""
+
+# KEYS: job; ARGV: only if unset (1/0), field pairs... Set fields of an existing record (an expired one is
+# not brought back as a record of marks alone). Returns 1 when set.
+_UPDATE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[1] == '1' then return redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3]) end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
+
+
+class StillRunning(Exception):
+    """Another attempt holds the job and its heartbeat is fresh: try again in ``retry_in`` seconds."""
+
+    def __init__(self, job_id: str, holder: str, retry_in: float) -> None:
+        super().__init__(f"job {job_id} is running at {holder}; its heartbeat ends in {retry_in:.1f}s")
+        self.job_id = job_id
+        self.holder = holder
+        self.retry_in = retry_in
+
+
 @dataclass(frozen=True)
 class Admission:
     status: str  # "queued", "held" or "full"
@@ -162,29 +243,45 @@ class Finish:
 class JobStore:
     """Job records and their status changes."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        retention_seconds: float = DEFAULT_RETENTION_SECONDS,
+        archive: Callable[[str], Job | None] | None = None,
+    ) -> None:
+        """``archive`` finds a finished job whose record has expired (from its stored ``job.json``)."""
         self.redis = redis
+        self.retention_seconds = retention_seconds
+        self.archive = archive
         self._admit = redis.register_script(_ADMIT)
         self._begin = redis.register_script(_BEGIN)
         self._finish = redis.register_script(_FINISH)
         self._duration = redis.register_script(_DURATION)
+        self._beat = redis.register_script(_BEAT)
+        self._stop_beat = redis.register_script(_STOP_BEAT)
+        self._update = redis.register_script(_UPDATE)
 
     # --- records -------------------------------------------------------------------------------------
 
     def get(self, job_id: str) -> Job:
+        """The job's record; once it has expired, the job as its stored ``job.json`` tells it (``archive``)."""
         raw = self.redis.hgetall(_job_key(job_id)) if _valid_id(job_id) else {}
-        if not raw:
+        if raw:
+            return Job.from_redis(raw)
+        stored = self.archive(job_id) if self.archive is not None and _valid_id(job_id) else None
+        if stored is None:
             raise UnknownJob(job_id)
-        return Job.from_redis(raw)
+        return stored
 
     def exists(self, job_id: str) -> bool:
         return _valid_id(job_id) and bool(self.redis.exists(_job_key(job_id)))
 
     def update(self, job_id: str, **fields: Any) -> None:
-        """Set plain fields of a record (not its status: that goes through the scripts)."""
+        """Set plain fields of a record (not its status: that goes through the scripts); nothing once the
+        record has expired."""
         encoded = {k: str(v) for k, v in fields.items() if v is not None}
         if encoded:
-            self.redis.hset(_job_key(job_id), mapping=cast(Any, encoded))
+            self._update(keys=[_job_key(job_id)], args=["0", *_pairs(encoded)])
 
     def get_field(self, job_id: str, name: str) -> str | None:
         value = cast(bytes | None, self.redis.hget(_job_key(job_id), name))
@@ -192,7 +289,7 @@ class JobStore:
 
     def claim_field(self, job_id: str, name: str, value: str) -> bool:
         """Set a field only if it is unset; True when this call set it (e.g. who posts a result)."""
-        return bool(self.redis.hsetnx(_job_key(job_id), name, value))
+        return bool(self._update(keys=[_job_key(job_id)], args=["1", name, value]))
 
     def jobs_of(self, owner: str, limit: int = 50) -> list[Job]:
         ids = cast(list[bytes], self.redis.zrevrange(_user_key(owner, "jobs"), 0, limit - 1))
@@ -217,7 +314,8 @@ class JobStore:
             PREFIX + "unsent",
             COUNTS,
         ]
-        status, rank = self._admit(keys=keys, args=[job.id, max_active, max_held, time.time(), *pairs])
+        args = [job.id, max_active, max_held, time.time(), self.retention_seconds, *pairs]
+        status, rank = self._admit(keys=keys, args=args)
         return Admission(_text(status), int(rank))
 
     def create_running(self, job: Job) -> None:
@@ -240,11 +338,21 @@ class JobStore:
             pipe.execute()
 
     def begin(
-        self, job: Job, worker: str, max_attempts: int, event: dict[str, str | bytes] | None = None
+        self,
+        job: Job,
+        worker: str,
+        max_attempts: int,
+        event: dict[str, str | bytes] | None = None,
+        heartbeat: tuple[str, float] | None = None,
+        take_over: str = "",
     ) -> tuple[int, str]:
         """Start an attempt: (attempts so far including this one, previous status), or (0, status) when the
         job must not run (finished, cancelled meanwhile). In the same step the worker is marked alive and,
-        when the attempt may run (at most ``max_attempts``), ``event`` goes to the stream."""
+        when the attempt may run (at most ``max_attempts``), ``event`` goes to the stream.
+
+        ``heartbeat`` (token, seconds) holds the job for this attempt until it ends or stops refreshing it
+        (``beat``). A running job whose heartbeat is fresh is not started again: ``StillRunning`` says whose
+        it is and when it ends; ``take_over`` names a holder known to be gone (its process ended)."""
         keys = [
             _job_key(job.id),
             _waiting_key(job.family),
@@ -252,10 +360,23 @@ class JobStore:
             COUNTS,
             _workers_key(job.family),
             EVENT_STREAM,
+            _heartbeat_key(job.id),
         ]
-        args = [job.id, time.time(), worker, max_attempts, EVENT_STREAM_MAXLEN, *_pairs(event or {})]
-        attempts, previous = self._begin(keys=keys, args=args)
-        return int(attempts), _text(previous)
+        token, seconds = heartbeat or ("", 0.0)
+        args = [job.id, time.time(), worker, max_attempts, EVENT_STREAM_MAXLEN, token, max(1, int(seconds * 1000)),
+                take_over, *_pairs(event or {})]  # fmt: skip
+        result = self._begin(keys=keys, args=args)
+        if int(result[0]) == -1:
+            raise StillRunning(job.id, _text(result[1]), max(0.0, int(result[2]) / 1000))
+        return int(result[0]), _text(result[1])
+
+    def beat(self, job_id: str, token: str, seconds: float) -> bool:
+        """Refresh this attempt's heartbeat; False when it is no longer this attempt's (it lapsed and another
+        attempt took the job over)."""
+        return bool(self._beat(keys=[_heartbeat_key(job_id)], args=[token, max(1, int(seconds * 1000))]))
+
+    def end_heartbeat(self, job_id: str, token: str) -> None:
+        self._stop_beat(keys=[_heartbeat_key(job_id)], args=[token])
 
     def finish(
         self,
@@ -271,21 +392,25 @@ class JobStore:
         pairs = _pairs(fields or {})
         keys = [
             _job_key(job.id),
-            EVENT_STREAM,
+            FINAL_STREAM,
             _user_key(job.owner, "active"),
             _user_key(job.owner, "held"),
             _waiting_key(job.family),
             PREFIX + "unsent",
             COUNTS,
+            DONE_INDEX,
         ]
+        now = time.time()
+        retention = self.retention_seconds
         args = [
             job.id,
             ",".join(s.value for s in allowed),
             status.value,
-            time.time(),
+            now,
             max_active,
             PREFIX + "job:",
-            EVENT_STREAM_MAXLEN,
+            math.ceil(retention),
+            f"{int((now - retention) * 1000)}-0" if retention > 0 else "",
             len(pairs) // 2,
             *pairs,
             *_pairs(event or {}),
@@ -296,6 +421,22 @@ class JobStore:
         won = int(result[0]) == 1
         released = [(_text(result[i]), int(result[i + 1])) for i in range(2, len(result), 2)]
         return Finish(won, _text(result[1]), released)
+
+    def unmarked(self, since: float, mark: str, batch: int = 500) -> list[tuple[str, str]]:
+        """(id, channel) of the jobs done since ``since`` (within the retention) whose record has no front-end
+        ``mark`` yet, oldest first: what a front end that starts still has to show."""
+        ids = [_text(i) for i in cast(list[bytes], self.redis.zrangebyscore(DONE_INDEX, since, "+inf"))]
+        found = []
+        for start in range(0, len(ids), batch):
+            chunk = ids[start : start + batch]
+            with self.redis.pipeline(transaction=False) as pipe:
+                for job_id in chunk:
+                    pipe.hmget(_job_key(job_id), ["status", "channel", f"mark:{mark}"])
+                rows = pipe.execute()
+            for job_id, (status, channel, marked) in zip(chunk, rows, strict=True):
+                if status == JobStatus.DONE.value.encode() and channel is not None and marked is None:
+                    found.append((job_id, _text(channel)))
+        return found
 
     # --- cancel flag, progress, previews ----------------------------------------------------------------
 
@@ -385,6 +526,10 @@ def _waiting_key(family: str) -> str:
 def _pairs(mapping: Mapping[str, str | bytes]) -> list[str | bytes]:
     """``{"a": 1, "b": 2}`` -> ``["a", 1, "b", 2]``: a hash's fields as a script's arguments."""
     return [item for pair in mapping.items() for item in pair]
+
+
+def _heartbeat_key(job_id: str) -> str:
+    return f"{PREFIX}job:{job_id}:heartbeat"
 
 
 def _workers_key(family: str) -> str:

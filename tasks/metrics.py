@@ -7,6 +7,8 @@ Series (all prefixed ``dreamloom_``)::
     workers{family}                  workers seen in the last five minutes (Redis)
     job_stage_seconds{stage}         histogram: wait (queue), render, store (workers), post (bot)
     jobs_finished_total{status}      jobs this process finished
+    events_undelivered_total{reason} job events a front end gave up on: refused (Discord answered 4xx) or
+                                     set_aside (failed too often; kept in the dead-letter stream)
     model_load_seconds{model}        how long loading each model took (workers)
     gpu_memory_bytes{kind}           allocated now and peak (workers with CUDA)
 
@@ -26,7 +28,16 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from tasks.job_store import JobStore
 from tasks.routing import queue_name
 
-__all__ = ["FINISHED", "GPU_MEMORY", "MODEL_LOAD", "STAGE_SECONDS", "RedisCollector", "exposition", "registry_for"]
+__all__ = [
+    "FINISHED",
+    "GPU_MEMORY",
+    "MODEL_LOAD",
+    "STAGE_SECONDS",
+    "UNDELIVERED",
+    "RedisCollector",
+    "exposition",
+    "registry_for",
+]
 
 _STAGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
 
@@ -34,6 +45,7 @@ STAGE_SECONDS = Histogram(
     "dreamloom_job_stage_seconds", "Seconds a job spent in each stage", ["stage"], buckets=_STAGE_BUCKETS
 )
 FINISHED = Counter("dreamloom_jobs_finished_total", "Jobs this process finished, by final status", ["status"])
+UNDELIVERED = Counter("dreamloom_events_undelivered_total", "Job events a front end gave up on, by reason", ["reason"])
 MODEL_LOAD = Gauge("dreamloom_model_load_seconds", "Seconds loading each model took", ["model"],
                    multiprocess_mode="max")  # fmt: skip
 GPU_MEMORY = Gauge("dreamloom_gpu_memory_bytes", "GPU memory of this worker", ["kind"], multiprocess_mode="max")
@@ -68,7 +80,7 @@ def registry_for(store: JobStore | None) -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
-        for metric in (STAGE_SECONDS, FINISHED, MODEL_LOAD, GPU_MEMORY):
+        for metric in (STAGE_SECONDS, FINISHED, UNDELIVERED, MODEL_LOAD, GPU_MEMORY):
             registry.register(metric)
     if store is not None:
         registry.register(RedisCollector(store))

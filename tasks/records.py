@@ -120,6 +120,37 @@ class Job:
             values["size"] = tuple(values["size"])
         return cls(**values)
 
+    @classmethod
+    def from_manifest(cls, manifest: Mapping[str, Any], files: Mapping[str, str]) -> Job:
+        """A done job as its ``job.json`` tells it (``files``: artifact name -> storage key, ``job.json`` too):
+        what readers use once its record has expired."""
+        recipe = manifest["recipe"]
+        settings = recipe.get("settings") or {}
+        size = manifest.get("size")
+        pixels = int(settings.get("width", 0)) * int(settings.get("height", 0))
+        return cls(
+            id=manifest["id"],
+            action=Action(manifest["action"]),
+            owner=manifest["owner"],
+            request=ImagineRequest.from_dict(recipe["request"]),
+            model=recipe["model"]["alias"],
+            family=recipe["model"]["family"],
+            seed=int(recipe["seed"]),
+            status=JobStatus.DONE,
+            mode=manifest.get("mode") or FAST,
+            guild=manifest.get("guild"),
+            channel=manifest.get("channel"),
+            parent=manifest.get("parent"),
+            index=manifest.get("parent_index"),
+            params=dict(manifest.get("params") or {}),
+            work=pixels * int(settings.get("steps", 0)) * max(1, len(recipe.get("image_seeds", ()))),
+            progress=100,
+            files=dict(files),
+            size=(int(size[0]), int(size[1])) if size else None,
+            created_at=float(manifest.get("created_at") or 0.0),
+            finished_at=manifest.get("finished_at"),
+        )
+
     def with_changes(self, **changes: Any) -> Job:
         return replace(self, **changes)
 

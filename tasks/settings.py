@@ -55,6 +55,12 @@ class Settings:
     progress_interval: float = 1.0
     storage_retry_seconds: float = 60.0
     url_expiry_seconds: int = 3600
+    # a finished job's record, per-user lists and message maps expire after this (0: never); buttons on older
+    # results keep working from the job's job.json in storage
+    record_retention_days: float = 7.0
+    # a worker refreshes its running job's heartbeat; a second delivery takes the job over only once it is
+    # this stale (or its process is gone)
+    heartbeat_seconds: float = 30.0
     # 0: never recycle on a count; a recycled process reloads its models and repeats its compile warm-up
     worker_max_tasks_per_child: int = 0
     worker_max_memory_mb: int = 0
@@ -77,6 +83,10 @@ class Settings:
         values = {item.name: getattr(self, item.name) for item in fields(self)}
         values["redis_url"] = redacted_url(self.redis_url)
         return f"Settings({', '.join(f'{name}={value!r}' for name, value in values.items())})"
+
+    @property
+    def record_retention_seconds(self) -> float:
+        return self.record_retention_days * 86_400
 
     @property
     def visibility_timeout(self) -> int:
@@ -132,6 +142,8 @@ ENVIRONMENT = {
     "progress_interval": "DREAMLOOM_PROGRESS_INTERVAL",
     "storage_retry_seconds": "DREAMLOOM_STORAGE_RETRY_SECONDS",
     "url_expiry_seconds": "DREAMLOOM_URL_EXPIRY_SECONDS",
+    "record_retention_days": "DREAMLOOM_RECORD_RETENTION_DAYS",
+    "heartbeat_seconds": "DREAMLOOM_HEARTBEAT_SECONDS",
     "worker_max_tasks_per_child": "DREAMLOOM_WORKER_MAX_TASKS_PER_CHILD",
     "worker_max_memory_mb": "DREAMLOOM_WORKER_MAX_MEMORY_MB",
     "spool_dir": "DREAMLOOM_SPOOL_DIR",
@@ -150,7 +162,8 @@ ENVIRONMENT = {
 
 _INTS = {"max_running_per_user", "max_queued_per_user", "max_attempts", "max_job_seconds", "url_expiry_seconds",
          "worker_max_tasks_per_child", "worker_max_memory_mb", "metrics_port"}  # fmt: skip
-_FLOATS = {"seconds_per_megapixel_step", "progress_interval", "storage_retry_seconds"}
+_FLOATS = {"seconds_per_megapixel_step", "progress_interval", "storage_retry_seconds", "record_retention_days",
+           "heartbeat_seconds"}  # fmt: skip
 _PATHS = {"data_dir", "spool_dir"}
 _SECRETS = {"s3_access_key_id", "s3_secret_access_key"}
 _INTS |= {"image_max_mb", "image_max_pixels"}

@@ -5,8 +5,10 @@ CUDA must start in the process that uses it) and reuses it for every job. A job 
 
 1. a job that is already finished or cancelled is acknowledged and skipped (a redelivery);
 2. a job whose ``job.json`` is already stored (a worker died after storing it) is finished from storage;
-3. otherwise an attempt starts (its ``started`` event in the same step); past ``max_attempts`` (the job
-   keeps killing its workers) it fails;
+3. otherwise an attempt starts (its ``started`` event in the same step), holding the job with a heartbeat
+   that a thread refreshes while it runs. A job another attempt still holds (its heartbeat is fresh and its
+   process alive) is not rendered again: the delivery is retried later (``StillRunning``). Past
+   ``max_attempts`` (the job keeps killing its workers) it fails;
 4. the engine renders it with progress events, the artifacts go to the worker's spool folder, then to
    storage (retried), and the job finishes with its event in one atomic step. If storing fails for good,
    the job fails with the reason and the files stay in the spool, where a redelivery picks them up.
@@ -21,7 +23,9 @@ import logging
 import os
 import shutil
 import socket
+import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +34,7 @@ from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 from PIL import Image
 from redis import Redis
+from redis.exceptions import RedisError
 
 from engine.actions import ACTIONS, ResultKind, Work
 from engine.contract import ImageEngine
@@ -44,7 +49,7 @@ from tasks.celery_app import PING_TASK, RENDER_TASK, make_celery
 from tasks.events import EventType, JobEvent
 from tasks.fetch import ImagePrompts, KeptImage, kept_images, policy_from_settings
 from tasks.file_storage import Storage, artifact_key, storage_from_settings
-from tasks.job_store import JobStore
+from tasks.job_store import JobStore, StillRunning
 from tasks.logs import job_context
 from tasks.metrics import FINISHED, STAGE_SECONDS, record_gpu_memory, record_model_loads
 from tasks.records import Job
@@ -66,7 +71,11 @@ def create_worker_app(
 
     @app.task(name=RENDER_TASK, bind=True, shared=False)  # type: ignore[untyped-decorator]
     def render(task: Any, job_id: str) -> None:
-        runtime.runner().run(job_id, worker=task.request.hostname or socket.gethostname())
+        try:
+            runtime.runner().run(job_id, worker=task.request.hostname or socket.gethostname())
+        except StillRunning as busy:  # a second delivery while another worker renders it: look again later
+            log.info("%s; trying again in %.0fs", busy, busy.retry_in + 1)
+            raise task.retry(countdown=busy.retry_in + 1, max_retries=None) from None
 
     @app.task(name=PING_TASK, shared=False)  # type: ignore[untyped-decorator]
     def ping(reply_to: str) -> None:
@@ -94,7 +103,7 @@ class WorkerRuntime:
     def runner(self) -> JobRunner:
         if self._runner is None or self._pid != os.getpid():
             redis = Redis.from_url(self.settings.redis_url)
-            store = JobStore(redis)
+            store = JobStore(redis, self.settings.record_retention_seconds)
             self._runner = JobRunner(
                 settings=self.settings,
                 store=store,
@@ -160,10 +169,12 @@ class JobRunner:
         self.image_prompts = ImagePrompts(storage, policy_from_settings(settings), settings.image_max_pixels)
 
     def run(self, job_id: str, worker: str) -> None:
-        with job_context(job_id):
-            self._run(job_id, worker)
+        """Run the job to its end; raises ``StillRunning`` when another attempt holds it now."""
+        heartbeat = Heartbeat(self.store, job_id, self.settings.heartbeat_seconds)
+        with job_context(job_id), heartbeat:
+            self._run(job_id, worker, heartbeat)
 
-    def _run(self, job_id: str, worker: str) -> None:
+    def _run(self, job_id: str, worker: str, heartbeat: Heartbeat) -> None:
         try:
             job = self.store.get(job_id)
         except UnknownJob:
@@ -184,7 +195,7 @@ class JobRunner:
             self._fail(job, exc.public)
             return
         started_event = JobEvent(EventType.STARTED, job.id, job.owner, job.channel, percent=0)
-        attempts, _ = self.store.begin(job, worker, self.settings.max_attempts, started_event.fields())
+        attempts = self._begin(job, worker, started_event, heartbeat)
         if attempts == 0:
             log.info("job %s: cancelled or finished before it started", job.id)
             return
@@ -234,6 +245,21 @@ class JobRunner:
         if self._finish_done(job, files, json.loads(artifacts[MANIFEST])):
             self.store.record_duration(job.family, time.monotonic() - started)
         self.spool.discard(job.id)
+
+    def _begin(self, job: Job, worker: str, started: JobEvent, heartbeat: Heartbeat) -> int:
+        """Start an attempt held by ``heartbeat``; a holder whose process is gone is taken over at once."""
+        hold = (heartbeat.token, heartbeat.seconds)
+        try:
+            attempts, _ = self.store.begin(job, worker, self.settings.max_attempts, started.fields(), hold)
+        except StillRunning as busy:
+            if not _process_gone(busy.holder):
+                raise
+            log.info("job %s: its last attempt's process is gone; taking it over", job.id)
+            attempts, _ = self.store.begin(job, worker, self.settings.max_attempts, started.fields(), hold,
+                                           take_over=busy.holder)  # fmt: skip
+        if attempts > 0:
+            heartbeat.start()
+        return attempts
 
     # --- rendering --------------------------------------------------------------------------------------
 
@@ -328,6 +354,74 @@ class JobRunner:
         for released, rank in outcome.released:
             self.dispatcher.send(self.store.get(released), rank)
         return outcome.won
+
+
+class Heartbeat:
+    """An attempt's hold on its job: a thread refreshes the job's heartbeat key every third of its lifetime
+    while the attempt runs; the key goes when the attempt ends (or lapses when its process dies)."""
+
+    def __init__(self, store: JobStore, job_id: str, seconds: float) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.seconds = max(0.1, seconds)
+        self.token = f"{_THIS_MACHINE or '?'}|{os.getpid()}|{uuid.uuid4().hex[:12]}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._beat, name=f"dreamloom-heartbeat-{self.job_id[:8]}", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.seconds / 3):
+            try:
+                if not self.store.beat(self.job_id, self.token, self.seconds):
+                    log.warning("job %s: its heartbeat lapsed and another attempt took it over", self.job_id)
+                    return
+            except RedisError as exc:  # Redis away for a moment: beat again at the next turn
+                log.warning("job %s: could not refresh its heartbeat (%s)", self.job_id, exc)
+
+    def __enter__(self) -> Heartbeat:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            try:
+                self.store.end_heartbeat(self.job_id, self.token)
+            except RedisError as exc:  # it lapses by itself; never hide how the attempt ended
+                log.warning("job %s: could not end its heartbeat (%s)", self.job_id, exc)
+
+
+def _machine() -> str | None:
+    """This machine and process namespace (host name, boot, pid namespace): where a process id means the
+    same process; None where that cannot be told (no /proc)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+    return f"{socket.gethostname()}/{boot}/{namespace}"
+
+
+_THIS_MACHINE = _machine()
+
+
+def _process_gone(holder: str) -> bool:
+    """True when a heartbeat's holder is a process of this machine that has ended (killed mid-job): its
+    job need not wait for the heartbeat to lapse."""
+    machine, _, rest = holder.partition("|")
+    pid, _, _ = rest.partition("|")
+    if _THIS_MACHINE is None or machine != _THIS_MACHINE or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # it exists (another user's)
+    return False
 
 
 class _Progress:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -56,7 +57,9 @@ class Desk:
     # --- which message shows which job ------------------------------------------------------------------
 
     async def remember(self, message_id: int, job_id: str) -> None:
-        await self.redis.set(_MESSAGE_KEY.format(message_id), job_id)
+        """Kept as long as job records are (``DREAMLOOM_RECORD_RETENTION_DAYS``; 0: for ever)."""
+        retention = math.ceil(self.client.settings.record_retention_seconds)
+        await self.redis.set(_MESSAGE_KEY.format(message_id), job_id, ex=retention or None)
 
     async def forget(self, message_id: int) -> None:
         await self.redis.delete(_MESSAGE_KEY.format(message_id))
