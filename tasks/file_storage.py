@@ -23,6 +23,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import HTTPClientError
 
 from engine.errors import StorageError
 from tasks.settings import Settings
@@ -178,9 +179,12 @@ class S3Storage(Storage):
         self._retry(f"store {key}", upload)
 
     def get(self, key: str) -> bytes:
-        response = self._retry(f"read {key}", lambda: self.client.get_object(Bucket=self.bucket, Key=self.prefix + key))
-        body: bytes = response["Body"].read()
-        return body
+        def read() -> bytes:  # the body streams after the answer: a connection lost mid-body is retried too
+            response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+            body: bytes = response["Body"].read()
+            return body
+
+        return self._retry(f"read {key}", read)
 
     def exists(self, key: str) -> bool:
         try:
@@ -232,7 +236,8 @@ def _classify(exc: Exception) -> tuple[bool, bool, str]:
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         reason = f"{code or status} {error.get('Message', '')}".strip()
         return status >= 500 or code in _TRANSIENT_CODES, code in _MISSING_CODES, reason
-    return isinstance(exc, BotoConnectionError), False, type(exc).__name__
+    # Connection errors, read timeouts and a body cut off mid-stream (ResponseStreamingError) pass.
+    return isinstance(exc, (BotoConnectionError, HTTPClientError)), False, type(exc).__name__
 
 
 def storage_from_settings(settings: Settings) -> Storage:

@@ -229,7 +229,8 @@ async def _info(request: web.Request) -> web.StreamResponse:
             "default_model": default,
             "notice": playground.notice.to_dict() if playground.notice else None,
             "example": registry.example,  # a prompt that fits the served model
-            "storage": playground.client.storage.describe(),
+            # Where files are kept is the operator's business (paths, buckets, endpoints): only which kind.
+            "storage": "local" if playground.client.storage.keeps_files_locally else "s3",
         }
     )
 
