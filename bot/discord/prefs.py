@@ -108,6 +108,14 @@ class PreferenceStore:
         channels = cast(set[bytes], await self.redis.smembers(f"{_PREFIX}guild:{guild}:channels"))
         return GuildConfig(frozenset(b.decode() for b in blocklist), frozenset(int(c) for c in channels))
 
+    async def strictest(self, guilds: list[str]) -> GuildConfig:
+        """The rules for DMs: the banned phrases of every one of ``guilds``, no channel limit."""
+        if not guilds:
+            return GuildConfig()
+        keys = [f"{_PREFIX}guild:{guild}:blocklist" for guild in guilds]
+        blocklist = cast(set[bytes], await self.redis.sunion(keys))
+        return GuildConfig(frozenset(b.decode() for b in blocklist))
+
     async def change_guild(self, guild: str, what: str, add: bool, value: str) -> GuildConfig:
         if what not in ("blocklist", "channels"):
             raise ValueError(f"unknown guild setting {what!r}")
