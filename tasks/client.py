@@ -46,6 +46,8 @@ __all__ = ["JobClient", "QueueInfo"]
 log = logging.getLogger(__name__)
 
 UNSENT_GRACE_SECONDS = 30.0  # an admitted job not in the broker after this long is sent again by recover()
+SEPARATED_FIELD = "separated:{}"  # on a grid's record: the job that separated its image N (U1-U4 reuse it)
+_CLAIM_WAIT_SECONDS = 1.0  # how long a U click waits for the record of a separation another click just claimed
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,11 @@ class JobClient:
     ) -> Job:
         """A button on a finished job. ``index`` (1-4) picks an image of a grid; ``request`` is a remixed
         prompt (variations and re-rolls); ``options`` carry Zoom Out's scale and aspect, Pan's direction.
-        What cannot start from that result is refused (``InvalidFollowUp``) before any job exists."""
+        What cannot start from that result is refused (``InvalidFollowUp``) before any job exists.
+
+        U1-U4 (separating image ``index``) happen once per image: a second click on the same image, by anyone,
+        gets the job the first made. Every other click is admitted as /imagine is, and a member whose queue is
+        full is refused (``QueueFull``) a new separation too."""
         options = options or FollowUpOptions()
         parent = self.store.get(parent_id)
         if parent.status is not JobStatus.DONE:
@@ -291,9 +297,7 @@ class JobClient:
     def _admit(self, job: Job) -> Job:
         admission = self.store.admit(job, self.settings.max_running_per_user, self.settings.max_queued_per_user)
         if admission.status == "full":
-            raise QueueFull(
-                f"Queue full: you already have {admission.rank} jobs waiting; wait for one to finish or cancel one"
-            )
+            raise _queue_full(admission.rank)
         if admission.status == "queued":
             self.dispatcher.send(self.store.get(job.id), admission.rank)
         return self.store.get(job.id)
@@ -313,12 +317,41 @@ class JobClient:
         except (StorageError, KeyError, TypeError, ValueError):
             return None
 
+    def _separated(self, parent_id: str, index: int) -> Job | None:
+        """The job that separated image ``index`` of ``parent_id`` already (None when none did, or it failed)."""
+        job_id = self.store.get_field(parent_id, SEPARATED_FIELD.format(index))
+        if job_id is None:
+            return None
+        deadline = time.monotonic() + _CLAIM_WAIT_SECONDS
+        while True:  # a click that has just claimed the image writes its record a moment later
+            try:
+                job = self.store.get(job_id)
+            except UnknownJob:
+                if time.monotonic() > deadline:
+                    return None
+                time.sleep(0.02)
+                continue
+            return None if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) else job
+
     def _separate(self, job: Job) -> Job:
-        """U1-U4 on the spot: read the grid's stored image, store it as a job of its own, finish with its event."""
+        """U1-U4 on the spot: read the grid's stored image, store it as a job of its own, finish with its event.
+        An image separated before is that job again; a new one needs room in the owner's queue."""
+        parent_id, index = job.parent or "", job.index or 1
+        existing = self._separated(parent_id, index)
+        if existing is not None:
+            return existing
+        held = self.store.full(job.owner, self.settings.max_running_per_user, self.settings.max_queued_per_user)
+        if held is not None:
+            raise _queue_full(held)
+        claim = SEPARATED_FIELD.format(index)
+        if not self.store.claim_field(parent_id, claim, job.id):
+            existing = self._separated(parent_id, index)
+            if existing is not None:
+                return existing
+            self.store.update(parent_id, **{claim: job.id})  # the earlier one failed or is gone: this one replaces it
         self.store.create_running(job)
         try:
-            parent_manifest = read_manifest(self.storage, job.parent or "")
-            index = job.index or 1
+            parent_manifest = read_manifest(self.storage, parent_id)
             image = read_image(self.storage, parent_manifest, index)
             recipe = Recipe.from_dict(parent_manifest["recipe"])
             result = separate_image(image, recipe, index, job.parent, recipe.versions)
@@ -342,6 +375,10 @@ class JobClient:
             event=event.fields(),
         )
         return self.store.get(job.id)
+
+
+def _queue_full(held: int) -> QueueFull:
+    return QueueFull(f"Queue full: you already have {held} jobs waiting; wait for one to finish or cancel one")
 
 
 def _mode(mode: str) -> str:

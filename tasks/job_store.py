@@ -475,6 +475,15 @@ class JobStore:
     def held_jobs(self, owner: str) -> list[str]:
         return [_text(i) for i in self.redis.lrange(_user_key(owner, "held"), 0, -1)]
 
+    def full(self, owner: str, max_active: int, max_held: int) -> int | None:
+        """The owner's held jobs when ``admit`` would refuse them another job now (every slot taken and the
+        line behind them full); None when it would not."""
+        with self.redis.pipeline() as pipe:
+            pipe.scard(_user_key(owner, "active"))
+            pipe.llen(_user_key(owner, "held"))
+            active, held = pipe.execute()
+        return int(held) if int(active) >= max_active and int(held) >= max_held else None
+
     def unsent(self) -> list[str]:
         return [_text(i) for i in self.redis.smembers(PREFIX + "unsent")]
 

@@ -7,6 +7,7 @@ Its modules:
     cogs/           one feature each: /imagine, button clicks (follow-ups), job events (progress,
                     results), /settings and /info, /admin, reactions
     components.py   the buttons (custom_ids that carry the job) and the forms (remix, custom zoom)
+    cooldowns.py    how often ✉️ may DM a member a result
     desk.py         the bot's side of the job system: posting job messages and results exactly once
     messages.py     what the bot says: job lines, result embeds, error embeds
     prefs.py        /settings and /admin choices, in Redis

@@ -7,7 +7,10 @@ its calls go through ``asyncio.to_thread`` so a slow moment never blocks the gat
 
 Results are posted at most once: a mark on the job says "posting" before the message goes out and
 "posted:<id>" after. A bot that crashed in between finds its message in the channel's recent history
-instead of posting a second one.
+instead of posting a second one. A result mentions its owner and pings no one else.
+
+A click is trusted only for the job its message shows (``shows``): the message map says which, or for a
+message the map no longer knows, the job named in the footer the bot wrote under the picture.
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ from PIL import Image
 from redis.asyncio import Redis as AsyncRedis
 
 from bot.discord.components import view_for
-from bot.discord.messages import result_content, result_embed
+from bot.discord.cooldowns import DmCooldowns
+from bot.discord.messages import owner_mentions, result_content, result_embed
 from bot.discord.prefs import PreferenceStore
 from bot.discord.settings import BotSettings
 from engine.actions import ResultKind
-from tasks.artifacts import GRID
+from tasks.artifacts import GRID, content_type
 from tasks.client import JobClient
 from tasks.events import AsyncEventBus
 from tasks.records import Job
@@ -40,6 +44,7 @@ T = TypeVar("T")
 
 _MESSAGE_KEY = "dreamloom:bot:message:{}"
 _HISTORY_SEARCHED = 50  # messages looked through for a result a crashed bot may already have posted
+DM_FILE_LIMIT = 8 * 1024 * 1024  # a stored original up to this size goes by DM as it is; larger ones as JPEG
 RESULT_MARK = "discord-result"
 
 
@@ -50,6 +55,7 @@ class Desk:
         self.settings = settings
         self.prefs = PreferenceStore(redis)
         self.events = AsyncEventBus(redis)
+        self.dm_cooldowns = DmCooldowns(redis, settings.dm_cooldown, settings.dms_per_hour)
 
     async def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.to_thread(function, *args, **kwargs)
@@ -67,6 +73,19 @@ class Desk:
     async def job_of_message(self, message_id: int) -> str | None:
         value = cast(bytes | None, await self.redis.get(_MESSAGE_KEY.format(message_id)))
         return value.decode() if value is not None else None
+
+    async def shows(self, message: discord.Message | None, job_id: str, bot_id: int | None) -> bool:
+        """Whether ``message`` (a clicked one) is the bot's (``bot_id``) message for ``job_id``, so that its
+        buttons may start from that job."""
+        if message is None:
+            return False
+        mapped = await self.job_of_message(message.id)
+        if mapped is not None:
+            return mapped == job_id
+        footer = f"job {job_id}"
+        return message.author.id == bot_id and any(
+            footer in (embed.footer.text or "").split(" · ") for embed in message.embeds
+        )
 
     # --- posting ----------------------------------------------------------------------------------------
 
@@ -98,7 +117,7 @@ class Desk:
             embed=result_embed(job, manifest, picture.filename),
             file=picture,
             view=view_for(job.id, job.kind, job.size),
-            allowed_mentions=discord.AllowedMentions(users=True, everyone=False, roles=False),
+            allowed_mentions=owner_mentions(job),
         )
         await self.remember(message.id, job.id)
         if once:
@@ -124,6 +143,17 @@ class Desk:
         else:
             data = await self.call(encode_for_discord, await self.call(self.client.artifact, job.id, "1"))
         return discord.File(io.BytesIO(data), filename=filename)
+
+    async def stored_file(self, job: Job) -> discord.File:
+        """The job's picture as stored, not encoded again: the grid's JPEG, or a single image's original
+        (a JPEG of it when the original is too large to send)."""
+        if job.kind is ResultKind.GRID:
+            return await self.picture_file(job)
+        data = await self.call(self.client.artifact, job.id, "1")
+        if len(data) > DM_FILE_LIMIT:
+            return await self.picture_file(job)
+        extension = content_type("1", data).split("/")[-1]
+        return discord.File(io.BytesIO(data), filename=f"dreamloom_{job.id[:8]}.{extension}")
 
 
 def encode_for_discord(original: bytes) -> bytes:

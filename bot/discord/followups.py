@@ -2,7 +2,9 @@
 is due), highlight the used button, and show the new job's message.
 
 ``FollowUps`` belongs to the bot (``DreamloomBot.followups``); the buttons and forms of
-``bot.discord.components`` hand their clicks to it.
+``bot.discord.components`` hand their clicks to it. A click starts from the job its message shows and no
+other (``Desk.shows``): a button id that names another job is refused. U1-U4 on an image separated before
+answer with that result (``JobClient.follow_up`` makes each image's separation once).
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.discord.components import JobButton, RemixModal, ZoomModal, mark_used
+from bot.discord.desk import RESULT_MARK
 from bot.discord.messages import describe_error, job_line, reply_error, status_text
 from bot.discord.prefs import apply_preferences
 from engine.actions import ACTIONS, FollowUpOptions
 from engine.errors import DreamloomError, PromptError
 from engine.jobs import Action, JobStatus
 from engine.prompt import parse
+from tasks.records import Job
 
 if TYPE_CHECKING:
     from bot.discord.bot import DreamloomBot
@@ -43,6 +47,12 @@ class FollowUps:
             prefs = await desk.prefs.get(str(interaction.user.id))
         except Exception as exc:
             await reply_error(interaction, *describe_error(exc))
+            return
+        if not await desk.shows(interaction.message, parent.id, self.bot.user.id if self.bot.user else None):
+            log.warning("refused button %s on message %s: it names another job", button.custom_id,
+                        getattr(interaction.message, "id", None))  # fmt: skip
+            await reply_error(interaction, "Unknown button", "This button does not match the image it is under; "
+                              "use the buttons of the result itself")  # fmt: skip
             return
         if button.button.asks:
             await interaction.response.send_modal(ZoomModal(button))
@@ -88,12 +98,24 @@ class FollowUps:
             await reply_error(interaction, *describe_error(exc))
             return
         await self.mark(interaction, button)
-        if job.status is JobStatus.DONE or not isinstance(channel, discord.abc.Messageable):
-            await interaction.followup.send("Done: the image follows in a moment.", ephemeral=True)
+        if job.action is Action.SEPARATE or not isinstance(channel, discord.abc.Messageable):
+            await interaction.followup.send(await self.separated_line(job), ephemeral=True)
             return
         info = await desk.call(desk.client.queue_info, job.id)
         message = await desk.post_job_message(channel, job, job_line(job, status_text(job, info)))
         await interaction.followup.send(f"Started: {message.jump_url}", ephemeral=True)
+
+    async def separated_line(self, job: Job) -> str:
+        """What a U click answers: where the image is, when it was posted already (the same image separated
+        before), or that it follows."""
+        desk = self.bot.desk
+        mark = await desk.call(desk.client.get_mark, job.id, RESULT_MARK)
+        if job.status is JobStatus.DONE and mark is not None and mark.startswith("posted:"):
+            place = f"{job.guild or '@me'}/{job.channel}/{mark.removeprefix('posted:')}"
+            return f"{job.label or 'That image'} is here: https://discord.com/channels/{place}"
+        if job.status is JobStatus.FAILED:
+            return f"Job failed: {job.error or 'the image could not be separated'}"
+        return "Done: the image follows in a moment."
 
     @staticmethod
     def action_of(button: JobButton, variation: str) -> Action:

@@ -2,11 +2,17 @@
 
 Torch-free; no I/O. Errors follow MidJourney's style: a title ("Invalid parameter", "Banned prompt",
 "Queue full", "Job failed") and one line that says what to change.
+
+Prompts are a member's text: where the bot echoes one, its mention syntax (``<@id>``, ``<@&id>``,
+``@everyone``, ``@here``) is broken with a zero-width space, and the messages allow only the job's owner to be
+pinged (``owner_mentions``; the bot's default allows no one), so a prompt never pings anyone.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Sequence
 from typing import Any
 
 import discord
@@ -22,16 +28,23 @@ __all__ = [
     "NotHere",
     "describe_error",
     "error_embed",
+    "fit_list",
     "job_line",
+    "neutralise_mentions",
+    "owner_mentions",
     "reply_error",
     "result_content",
     "result_embed",
+    "shown_text",
     "status_text",
 ]
 
 ERROR_COLOUR = discord.Colour.red()
 INFO_COLOUR = discord.Colour.blurple()
 _MAX_PROMPT_SHOWN = 1500
+# Discord's embed limits: a field's value, the description, and all text of an embed together.
+FIELD_LIMIT, DESCRIPTION_LIMIT, EMBED_LIMIT = 1024, 4096, 6000
+_MENTION = re.compile(r"@(everyone|here|[!&]?\d)", re.IGNORECASE)
 
 
 class NotHere(Refusal):
@@ -53,11 +66,27 @@ def describe_error(exc: BaseException) -> tuple[str, str]:
     return "Something went wrong", "That did not work; the bot's log has the details. Try again in a moment"
 
 
-def prompt_shown(job: Job) -> str:
-    text = job.request.to_prompt()
-    if len(text) > _MAX_PROMPT_SHOWN:
-        text = text[: _MAX_PROMPT_SHOWN - 1] + "…"
-    return discord.utils.escape_markdown(text)
+def neutralise_mentions(text: str) -> str:
+    """A member's text as it reads, but with no mention Discord would resolve: ``<@111>``, ``<@!111>``,
+    ``<@&222>``, ``@everyone`` and ``@here`` get a zero-width space after the ``@``."""
+    return _MENTION.sub("@\u200b\\1", text)
+
+
+def owner_mentions(job: Job) -> discord.AllowedMentions:
+    """Who a message about ``job`` may ping: its owner, no one else (not @everyone, no role)."""
+    users = [discord.Object(int(job.owner))] if job.owner.isdigit() else False
+    return discord.AllowedMentions(everyone=False, users=users, roles=False, replied_user=False)
+
+
+def prompt_shown(job: Job, limit: int = _MAX_PROMPT_SHOWN) -> str:
+    """The job's prompt as the bot echoes it: shortened to ``limit``, markdown and mentions escaped."""
+    return shown_text(job.request.to_prompt(), limit)
+
+
+def shown_text(text: str, limit: int) -> str:
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return neutralise_mentions(discord.utils.escape_markdown(text))
 
 
 def status_text(job: Job, info: QueueInfo | None = None, percent: int | None = None) -> str:
@@ -106,10 +135,39 @@ def result_embed(job: Job, manifest: dict[str, Any], filename: str) -> discord.E
     return embed
 
 
+def fit_list(items: Sequence[str], limit: int = FIELD_LIMIT, separator: str = ", ") -> str:
+    """``items`` joined, as many as fit in ``limit`` characters, then "… and N more" for the rest."""
+    if len(separator.join(items)) <= limit:
+        return separator.join(items)
+    used = [0]  # used[k]: the length of the first k items joined
+    for item in items:
+        used.append(used[-1] + len(item) + (len(separator) if len(used) > 1 else 0))
+    for count in range(len(items) - 1, 0, -1):
+        more = f"… and {len(items) - count} more"
+        if used[count] + len(separator) + len(more) <= limit:
+            return separator.join([*items[:count], more])
+    return f"… and {len(items)} more"[:limit]
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
+
+
 def info_embed(title: str, rows: list[tuple[str, str]], description: str | None = None) -> discord.Embed:
+    """A titled embed of fields, inside Discord's limits: a value past 1,024 characters (a description past
+    4,096) is cut with "…", and the longest values are cut further until the whole embed fits 6,000."""
+    description = _clip(description, DESCRIPTION_LIMIT) if description else description
+    values = [_clip(value or "-", FIELD_LIMIT) for _, value in rows]
+    budget = EMBED_LIMIT - len(title) - len(description or "") - sum(len(name) for name, _ in rows)
+    if sum(map(len, values)) > budget:  # every value cut to the longest length that lets them all fit
+        low, high = 1, FIELD_LIMIT
+        while low < high:
+            cap = (low + high + 1) // 2
+            low, high = (cap, high) if sum(min(len(v), cap) for v in values) <= budget else (low, cap - 1)
+        values = [_clip(value, low) for value in values]
     embed = discord.Embed(title=title, description=description, colour=INFO_COLOUR)
-    for name, value in rows:
-        embed.add_field(name=name, value=value or "-", inline=True)
+    for (name, _), value in zip(rows, values, strict=True):
+        embed.add_field(name=name, value=value, inline=True)
     return embed
 
 

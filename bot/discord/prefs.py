@@ -52,7 +52,7 @@ class GuildConfig:
     def allows(self, channel_id: int | None) -> bool:
         return not self.channels or channel_id in self.channels
 
-    def check_banned(self, requests: Iterable[ImagineRequest]) -> None:
+    def check_banned(self, requests: Iterable[ImagineRequest], where: str = "on this server") -> None:
         """Raise ``BannedPrompt`` when a request uses one of the server's banned phrases. Give it the requests
         a command makes, after the member's preferences and ``{…}`` expansion (``requests_of(apply_preferences(
         ...))``): a suffix or ``bad{}word`` is then the text the model gets. Matching is
@@ -60,7 +60,7 @@ class GuildConfig:
         if self.blocklist:
             blocklist = Blocklist(self.blocklist)
             for request in requests:
-                blocklist.check(request, where="on this server")
+                blocklist.check(request, where=where)
 
 
 def apply_preferences(text: str, prefs: Preferences) -> str:
@@ -119,6 +119,14 @@ class PreferenceStore:
         blocklist = cast(set[bytes], await self.redis.smembers(f"{_PREFIX}guild:{guild}:blocklist"))
         channels = cast(set[bytes], await self.redis.smembers(f"{_PREFIX}guild:{guild}:channels"))
         return GuildConfig(frozenset(b.decode() for b in blocklist), frozenset(int(c) for c in channels))
+
+    async def strictest(self, guilds: list[str]) -> GuildConfig:
+        """The rules for DMs: the banned phrases of every one of ``guilds``, no channel limit."""
+        if not guilds:
+            return GuildConfig()
+        keys = [f"{_PREFIX}guild:{guild}:blocklist" for guild in guilds]
+        blocklist = cast(set[bytes], await self.redis.sunion(keys))
+        return GuildConfig(frozenset(b.decode() for b in blocklist))
 
     async def change_guild(self, guild: str, what: str, add: bool, value: str) -> GuildConfig:
         if what not in ("blocklist", "channels"):

@@ -21,7 +21,11 @@ BOT_ENVIRONMENT = {
     "edit_interval": "DREAMLOOM_BOT_EDIT_INTERVAL",
     "max_jobs_per_command": "DREAMLOOM_BOT_MAX_JOBS_PER_COMMAND",
     "metrics_port": "DREAMLOOM_BOT_METRICS_PORT",
+    "allow_dms": "DREAMLOOM_BOT_ALLOW_DMS",
+    "dm_cooldown": "DREAMLOOM_BOT_DM_COOLDOWN",
+    "dms_per_hour": "DREAMLOOM_BOT_DMS_PER_HOUR",
 }
+_YES, _NO = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,9 @@ class BotSettings:
     edit_interval: float = 3.0  # seconds between progress edits of one job message
     max_jobs_per_command: int = 10  # {permutations} x --repeat jobs one /imagine may start
     metrics_port: int = 0  # serve /metrics and /healthz on this port (0: off)
+    allow_dms: bool = False  # members may use dreamloom in DMs with the bot (under every server's banned phrases)
+    dm_cooldown: float = 600.0  # seconds before ✉️ sends the same job to the same member again
+    dms_per_hour: int = 10  # ✉️ DMs one member may get in an hour
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> BotSettings:
@@ -50,11 +57,17 @@ class BotSettings:
             edit_interval = float(value("edit_interval") or 3.0)
             max_jobs = int(value("max_jobs_per_command") or 10)
             metrics_port = int(value("metrics_port") or 0)
+            dm_cooldown = float(value("dm_cooldown") or 600.0)
+            dms_per_hour = int(value("dms_per_hour") or 10)
         except ValueError as exc:
             raise ConfigError(
-                "DREAMLOOM_DISCORD_GUILDS must be comma-separated guild ids, DREAMLOOM_BOT_EDIT_INTERVAL a number, "
-                f"DREAMLOOM_BOT_MAX_JOBS_PER_COMMAND and DREAMLOOM_BOT_METRICS_PORT whole numbers ({exc})"
+                "DREAMLOOM_DISCORD_GUILDS must be comma-separated guild ids, DREAMLOOM_BOT_EDIT_INTERVAL and "
+                "DREAMLOOM_BOT_DM_COOLDOWN numbers, DREAMLOOM_BOT_MAX_JOBS_PER_COMMAND, DREAMLOOM_BOT_METRICS_PORT "
+                f"and DREAMLOOM_BOT_DMS_PER_HOUR whole numbers ({exc})"
             ) from None
+        allow_dms = (value("allow_dms") or "off").lower()
+        if allow_dms not in _YES + _NO:
+            raise ConfigError(f"DREAMLOOM_BOT_ALLOW_DMS must be on or off (got {allow_dms!r})")
         return cls(
             token=Secret(token) if token else None,
             api_url=value("api_url"),
@@ -64,4 +77,7 @@ class BotSettings:
             edit_interval=edit_interval,
             max_jobs_per_command=max(1, max_jobs),
             metrics_port=metrics_port,
+            allow_dms=allow_dms in _YES,
+            dm_cooldown=max(0.0, dm_cooldown),
+            dms_per_hour=max(0, dms_per_hour),
         )

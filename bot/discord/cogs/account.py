@@ -9,8 +9,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord.bot import DreamloomBot
-from bot.discord.messages import info_embed, reply_error, status_text
-from engine.errors import UnknownJob
+from bot.discord.messages import describe_error, info_embed, reply_error, shown_text, status_text
+from engine.errors import DreamloomError, UnknownJob
 from engine.jobs import JobStatus
 from tasks.records import FAST, RELAX
 
@@ -96,7 +96,8 @@ class Account(commands.Cog):
         for job in jobs:
             info = await desk.call(desk.client.queue_info, job.id)
             lines.append(
-                f"`{job.id}` {job.action.value}: **{job.request.prompt[:60] or '(image)'}** ({status_text(job, info)})"
+                f"`{job.id}` {job.action.value}: **{shown_text(job.request.prompt, 60) or '(image)'}** "
+                f"({status_text(job, info)})"
             )
         description = "\n".join(lines) if lines else "No jobs running or waiting."
         rows = [("Mode", prefs.mode), ("Jobs", str(len(jobs)))]
@@ -120,6 +121,11 @@ class Account(commands.Cog):
         channel = interaction.channel
         if not isinstance(channel, discord.abc.Messageable):
             await reply_error(interaction, "Not here", "dreamloom cannot post in this kind of channel")
+            return
+        try:
+            await self.bot.check_guild(interaction)  # posts where /imagine may, and in DMs only if allowed
+        except DreamloomError as exc:
+            await reply_error(interaction, *describe_error(exc))
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         message = await desk.post_result(channel, job, once=False)

@@ -7,7 +7,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord.bot import DreamloomBot
-from bot.discord.messages import info_embed
+from bot.discord.messages import fit_list, info_embed
 from bot.discord.prefs import GuildConfig
 
 
@@ -52,8 +52,9 @@ class Admin(commands.GroupCog, group_name="admin", group_description="dreamloom'
 
     @staticmethod
     def describe(config: GuildConfig, title: str = "Server settings") -> discord.Embed:
-        blocked = ", ".join(sorted(config.blocklist)) or "nothing"
-        channels = ", ".join(f"<#{c}>" for c in sorted(config.channels)) or "every channel"
+        """The settings as an embed within Discord's limits: long lists end with "… and N more"."""
+        blocked = fit_list(sorted(config.blocklist)) or "nothing"
+        channels = fit_list([f"<#{c}>" for c in sorted(config.channels)]) or "every channel"
         return info_embed(title, [("Blocked", blocked), ("Answers in", channels)])
 
 

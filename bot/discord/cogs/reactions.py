@@ -1,18 +1,21 @@
 """Reactions on job and result messages: ❌ by the job's owner cancels it or deletes the result; ✉️ sends
-the images and full settings to whoever reacted, by DM."""
+the image as stored and its full settings to whoever reacted, by DM, within the limits of
+``bot.discord.cooldowns`` (a member over them is told once, then further ✉️ pass quietly)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
+from typing import Any
 
 import discord
 from discord.ext import commands
 
 from bot.discord.bot import DreamloomBot
-from bot.discord.messages import info_embed
+from bot.discord.messages import error_embed, info_embed, shown_text
 from engine.errors import UnknownJob
+from engine.jobs import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -60,22 +63,32 @@ class Reactions(commands.Cog):
     async def send_by_dm(self, user_id: int, job_id: str) -> None:
         desk = self.bot.desk
         job = await desk.call(desk.client.get, job_id)
-        if not job.finished or job.error:
+        if job.status is not JobStatus.DONE:
+            return
+        refusal = await desk.dm_cooldowns.take(str(user_id), job.id)
+        if refusal is not None:
+            log.info("no ✉️ DM of %s for user %s: %s", job.id, user_id, refusal.line)
+            if await desk.dm_cooldowns.first_refusal(str(user_id)):
+                await self.dm(user_id, embed=error_embed("Slow down", refusal.line))
             return
         manifest = await desk.call(desk.client.manifest, job_id)
         recipe = manifest["recipe"]
         rows = [
-            ("Prompt", recipe["prompt_text"][:1000]),
+            ("Prompt", shown_text(recipe["prompt_text"], 1000)),
             ("Seed", str(recipe["seed"])),
-            ("Model", f"{recipe['model']['alias']} ({recipe['model']['source']})"),
+            ("Model", str(recipe["model"]["alias"])),
             ("Job", job.id),
         ]
         settings = json.dumps(recipe.get("settings", {}), indent=1, default=str)[:1000]
         embed = info_embed("Your image", rows, f"```json\n{settings}\n```")
+        await self.dm(user_id, embed=embed, file=await desk.stored_file(job))
+
+    async def dm(self, user_id: int, **message: Any) -> None:
+        """A DM that mentions no one; a member who does not take DMs (or is gone) is only logged."""
         try:
             user = self.bot.get_user(user_id) or await self.bot.fetch_user(user_id)
-            await user.send(embed=embed, file=await desk.picture_file(job))
-        except discord.Forbidden:
+            await user.send(**message, allowed_mentions=discord.AllowedMentions.none())
+        except (discord.Forbidden, discord.NotFound):
             log.info("user %s does not accept DMs", user_id)
 
 
