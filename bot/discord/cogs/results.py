@@ -48,8 +48,10 @@ class Results(commands.Cog):
         self.task: asyncio.Task[None] | None = None
         self.last_job_edit: dict[str, float] = {}
         self.last_channel_edit: dict[int, float] = {}
+        self.started_at = time.time()  # jobs that finish from now on come through the event streams
 
     async def cog_load(self) -> None:
+        self.started_at = time.time()
         self.task = asyncio.create_task(self.consume(), name="dreamloom-events")
 
     async def cog_unload(self) -> None:
@@ -117,7 +119,8 @@ class Results(commands.Cog):
 
     async def post_unposted(self) -> None:
         """At start: post every done job on record of a Discord channel that has no result mark (its event
-        was set aside, or trimmed away before this bot read it), once."""
+        was set aside, or trimmed away before this bot read it), once. Jobs finished since the bot started are
+        left to their events (their progress edits come first)."""
         desk = self.bot.desk
         try:
             found = await desk.call(desk.client.unmarked_results, RESULT_MARK)
@@ -129,6 +132,8 @@ class Results(commands.Cog):
                 continue  # not a Discord job
             try:
                 job = await desk.call(desk.client.get, job_id)
+                if (job.finished_at or 0.0) >= self.started_at:
+                    continue  # finished while this bot reads events: its own events show it, progress first
                 channel = await self.channel(int(channel_id))
                 if channel is None:
                     await self.mark_refused(job.id, "channel")
