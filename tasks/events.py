@@ -333,15 +333,13 @@ def _sorted(events: list[JobEvent]) -> list[JobEvent]:
 def _read_backlog(response: Any, cursors: dict[str, str]) -> tuple[list[JobEvent], list[str]]:
     """A backlog read (XREADGROUP from ``cursors``): its events, and the receipts of entries trimmed away from
     the stream meanwhile (nothing to hand out: acknowledged). Moves ``cursors`` past what was read."""
-    events: list[JobEvent] = []
-    gone: list[str] = []
-    for raw_stream, entries in response or []:
-        stream = _text(raw_stream)
-        if entries:
-            cursors[stream] = _text(entries[-1][0])
-        events += _parse(stream, entries)
-        gone += [_receipt(stream, entry_id) for entry_id, fields in entries if not fields]
-    return _sorted(events), gone
+    gone = [
+        _receipt(_text(raw_stream), entry_id)
+        for raw_stream, entries in response or []
+        for entry_id, fields in entries
+        if not fields
+    ]
+    return _tail(response, cursors), gone
 
 
 def _new_events(response: Any) -> list[JobEvent]:
