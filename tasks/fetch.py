@@ -38,7 +38,6 @@ __all__ = [
     "ImagePrompts",
     "KeptImage",
     "decode_image",
-    "fetch_image",
     "image_prompt_key",
     "kept_images",
     "policy_from_settings",
@@ -81,7 +80,7 @@ def policy_from_settings(settings: Settings) -> FetchPolicy:
 
 
 def _words(text: str) -> list[str]:
-    return [word for word in text.replace(",", " ").split() if word]
+    return text.replace(",", " ").split()
 
 
 def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -105,12 +104,8 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
             raise ValueError(f"not an image dreamloom can read ({type(exc).__name__}: {exc})") from exc
 
 
-def fetch_image(url: str, policy: FetchPolicy, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """The image at ``url``, downloaded and checked, or ``ImagePromptError``."""
-    return _download(url, policy, max_pixels)[0]
-
-
 def _download(url: str, policy: FetchPolicy, max_pixels: int) -> tuple[Image.Image, bytes, str]:
+    """The image at ``url``, downloaded and checked, with its bytes and their type; or ``ImagePromptError``."""
     try:
         download = fetch(url, policy)
         image = decode_image(download.data, max_pixels)
@@ -169,7 +164,7 @@ class ImagePrompts:
             if data is None and again:  # this job kept it on an earlier attempt
                 own = image_prompt_key(job_id, number)
                 if (data := self._stored(own)) is not None:
-                    kept = KeptImage(url, own, len(data), hashlib.sha256(data).hexdigest(), _sniffed_type(data))
+                    kept = _kept(url, own, data, _sniffed_type(data))
             if data is None or kept is None:
                 image, kept = self._first(job_id, number, url)
             else:
@@ -187,7 +182,7 @@ class ImagePrompts:
         key = image_prompt_key(job_id, number)
         self.storage.put(key, data, content_type)
         log.info("image prompt %d kept as %s (%d bytes)", number, key, len(data))
-        return image, KeptImage(url, key, len(data), hashlib.sha256(data).hexdigest(), content_type)
+        return image, _kept(url, key, data, content_type)
 
     def _stored(self, key: str) -> bytes | None:
         """The bytes kept under ``key``; None when nothing is (a copy deleted since: download again)."""
@@ -197,6 +192,11 @@ class ImagePrompts:
             if exc.missing:
                 return None
             raise
+
+
+def _kept(url: str, key: str, data: bytes, content_type: str) -> KeptImage:
+    """What ``job.json`` lists of ``data``, kept under ``key`` for the image prompt at ``url``."""
+    return KeptImage(url, key, len(data), hashlib.sha256(data).hexdigest(), content_type)
 
 
 def kept_images(manifest: Mapping[str, Any] | None) -> list[KeptImage]:
