@@ -161,10 +161,8 @@ class JobClient:
             self.blocklist.check(request)
         spec = ACTIONS[action]
         new_request = spec.request_for(request or parent.request, options)
-        if spec.renders:
-            check_limits(
-                new_request
-            )  # a parent admitted before the limits were lowered renders no more than they allow
+        if spec.renders:  # a parent admitted before the limits were lowered renders no more than they allow
+            check_limits(new_request)
         entry = self.registry.resolve(new_request.model if request is not None and request.model else parent.model)
         # A grid's images have seeds seed, seed+1 ...: a separated image keeps its own; other follow-ups draw one.
         seed = (parent.seed + (index or 1) - 1) % (MAX_SEED + 1) if not spec.renders else None
