@@ -19,6 +19,7 @@ import math
 import secrets
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from redis import Redis
@@ -73,10 +74,10 @@ class JobClient:
     ) -> None:
         self.settings = settings
         self.redis = redis or Redis.from_url(settings.redis_url)
-        self.store = JobStore(self.redis, settings.record_retention_seconds)
-        self.events = EventBus(self.redis)
         self.storage = storage or storage_from_settings(settings)
-        self.store.archive = lambda job_id: stored_job(self.storage, job_id)  # once a record has expired
+        # A record that has expired is read back from the job's stored job.json.
+        self.store = JobStore(self.redis, settings.record_retention_seconds, archive=partial(stored_job, self.storage))
+        self.events = EventBus(self.redis)
         self.registry = registry or Registry.from_env()
         self.blocklist = blocklist or Blocklist.from_env()
         self.dispatcher = Dispatcher(celery or make_celery(settings), self.store, settings, RENDER_TASK)
