@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from engine.errors import ConfigError
 
-__all__ = ["Secret", "Settings", "redacted_url"]
+__all__ = ["Secret", "Settings", "read_switch", "redacted_url"]
 
 
 class Secret:
@@ -161,22 +161,27 @@ ENVIRONMENT = {
 }
 
 _INTS = {"max_running_per_user", "max_queued_per_user", "max_attempts", "max_job_seconds", "url_expiry_seconds",
-         "worker_max_tasks_per_child", "worker_max_memory_mb", "metrics_port"}  # fmt: skip
+         "worker_max_tasks_per_child", "worker_max_memory_mb", "metrics_port", "image_max_mb",
+         "image_max_pixels"}  # fmt: skip
 _FLOATS = {"seconds_per_megapixel_step", "progress_interval", "storage_retry_seconds", "record_retention_days",
-           "heartbeat_seconds"}  # fmt: skip
+           "heartbeat_seconds", "image_fetch_seconds"}  # fmt: skip
 _PATHS = {"data_dir", "spool_dir"}
 _SECRETS = {"s3_access_key_id", "s3_secret_access_key"}
-_INTS |= {"image_max_mb", "image_max_pixels"}
-_FLOATS |= {"image_fetch_seconds"}
-_BOOLS = {"image_any_public_host": ({"1", "true", "yes", "on"}, {"0", "false", "no", "off"})}
+_SWITCHES = {"image_any_public_host"}
+_ON, _OFF = ("on", "1", "true", "yes"), ("off", "0", "false", "no")
+
+
+def read_switch(variable: str, raw: str) -> bool:
+    """An on/off setting (``on``/``off``, ``1``/``0``, ``true``/``false``, ``yes``/``no``), or ``ConfigError``."""
+    value = raw.strip().lower()
+    if value not in _ON + _OFF:
+        raise ConfigError(f"{variable} must be on or off (or 1 or 0; got {raw!r})")
+    return value in _ON
 
 
 def _convert(field_name: str, variable: str, raw: str) -> object:
-    if field_name in _BOOLS:
-        yes, no = _BOOLS[field_name]
-        if raw.strip().lower() not in yes | no:
-            raise ConfigError(f"{variable} must be 1 or 0 (got {raw!r})")
-        return raw.strip().lower() in yes
+    if field_name in _SWITCHES:
+        return read_switch(variable, raw)
     try:
         if field_name in _INTS:
             value: object = int(raw)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from engine.errors import ConfigError
-from tasks.settings import Secret
+from tasks.settings import Secret, read_switch
 
 __all__ = ["BOT_ENVIRONMENT", "BotSettings"]
 
@@ -25,7 +25,6 @@ BOT_ENVIRONMENT = {
     "dm_cooldown": "DREAMLOOM_BOT_DM_COOLDOWN",
     "dms_per_hour": "DREAMLOOM_BOT_DMS_PER_HOUR",
 }
-_YES, _NO = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -65,9 +64,7 @@ class BotSettings:
                 "DREAMLOOM_BOT_DM_COOLDOWN numbers, DREAMLOOM_BOT_MAX_JOBS_PER_COMMAND, DREAMLOOM_BOT_METRICS_PORT "
                 f"and DREAMLOOM_BOT_DMS_PER_HOUR whole numbers ({exc})"
             ) from None
-        allow_dms = (value("allow_dms") or "off").lower()
-        if allow_dms not in _YES + _NO:
-            raise ConfigError(f"DREAMLOOM_BOT_ALLOW_DMS must be on or off (got {allow_dms!r})")
+        allow_dms = read_switch(BOT_ENVIRONMENT["allow_dms"], value("allow_dms") or "off")
         return cls(
             token=Secret(token) if token else None,
             api_url=value("api_url"),
@@ -77,7 +74,7 @@ class BotSettings:
             edit_interval=edit_interval,
             max_jobs_per_command=max(1, max_jobs),
             metrics_port=metrics_port,
-            allow_dms=allow_dms in _YES,
+            allow_dms=allow_dms,
             dm_cooldown=max(0.0, dm_cooldown),
             dms_per_hour=max(0, dms_per_hour),
         )
