@@ -46,6 +46,7 @@ _MESSAGE_KEY = "dreamloom:bot:message:{}"
 _HISTORY_SEARCHED = 50  # messages looked through for a result a crashed bot may already have posted
 DM_FILE_LIMIT = 8 * 1024 * 1024  # a stored original up to this size goes by DM as it is; larger ones as JPEG
 RESULT_MARK = "discord-result"
+POSTED = "posted:"  # the result mark once posted, the message id after it
 
 
 class Desk:
@@ -103,12 +104,12 @@ class Desk:
         With ``once``, a job's result is posted a single time however often this is called."""
         if once:
             mark = await self.call(self.client.get_mark, job.id, RESULT_MARK)
-            if mark is not None and mark.startswith("posted:"):
+            if mark is not None and mark.startswith(POSTED):
                 return None
             if not await self.call(self.client.claim_mark, job.id, RESULT_MARK, "posting"):
                 found = await self._find_posted(channel, job.id)
                 if found is not None:
-                    await self.call(self.client.set_mark, job.id, RESULT_MARK, f"posted:{found.id}")
+                    await self.call(self.client.set_mark, job.id, RESULT_MARK, f"{POSTED}{found.id}")
                     return None
         manifest = await self.call(self.client.manifest, job.id)
         picture = await self.picture_file(job)
@@ -121,7 +122,7 @@ class Desk:
         )
         await self.remember(message.id, job.id)
         if once:
-            await self.call(self.client.set_mark, job.id, RESULT_MARK, f"posted:{message.id}")
+            await self.call(self.client.set_mark, job.id, RESULT_MARK, f"{POSTED}{message.id}")
         return message
 
     async def _find_posted(self, channel: discord.abc.Messageable, job_id: str) -> discord.Message | None:

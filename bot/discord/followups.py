@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.discord.components import JobButton, RemixModal, ZoomModal, mark_used
-from bot.discord.desk import RESULT_MARK
+from bot.discord.desk import POSTED, RESULT_MARK
 from bot.discord.messages import describe_error, job_line, reply_error, status_text
 from bot.discord.prefs import apply_preferences
 from engine.actions import ACTIONS, FollowUpOptions
@@ -110,8 +110,8 @@ class FollowUps:
         before), or that it follows."""
         desk = self.bot.desk
         mark = await desk.call(desk.client.get_mark, job.id, RESULT_MARK)
-        if job.status is JobStatus.DONE and mark is not None and mark.startswith("posted:"):
-            place = f"{job.guild or '@me'}/{job.channel}/{mark.removeprefix('posted:')}"
+        if job.status is JobStatus.DONE and mark is not None and mark.startswith(POSTED):
+            place = f"{job.guild or '@me'}/{job.channel}/{mark.removeprefix(POSTED)}"
             return f"{job.label or 'That image'} is here: https://discord.com/channels/{place}"
         if job.status is JobStatus.FAILED:
             return f"Job failed: {job.error or 'the image could not be separated'}"
