@@ -392,3 +392,50 @@ async def test_the_bot_waits_for_events_on_asyncio_redis_and_closes_it_when_it_s
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await discord_double.wait_for(lambda: not bot_connections(), timeout=10, what="the bot's connections to close")
+
+
+@pytest.mark.anyio
+async def test_the_bot_stops_even_when_a_cancellation_is_lost(discord_double, client, monkeypatch):
+    """Stopping the bot ends its event reader although the call it was in lost the cancellation, as a
+    library under Python 3.11 can when the call completes at that moment (CI hung on this for 90 min)."""
+    import asyncio
+
+    from bot.discord.desk import Desk
+    from bot.discord.launcher import REDIS_CLIENT_NAME, run_discord_bot
+    from bot.discord.settings import BotSettings
+    from tasks.events import EventType, JobEvent
+    from tasks.settings import Secret
+
+    handling = asyncio.Event()
+    lost: list[str] = []
+
+    call = Desk.call
+
+    async def call_losing_a_cancellation(desk: Desk, function: Any, *args: Any, **kwargs: Any) -> Any:
+        """The event handler's look-up of job-1 stands for the call that loses the cancellation."""
+        if args == ("job-1",):
+            handling.set()
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                lost.append("job-1")  # and carries on, as if the call had simply returned
+        return await call(desk, function, *args, **kwargs)
+
+    # The bot loads its cogs as extensions (a fresh module each), so the patch goes on the desk they all use.
+    monkeypatch.setattr(Desk, "call", call_losing_a_cancellation)
+
+    def reading_events() -> bool:  # the bot's group exists, so the event below reaches it
+        return any(c.get("name") == REDIS_CLIENT_NAME and c["cmd"] == "xreadgroup" for c in client.redis.client_list())
+
+    settings = BotSettings(token=Secret(discord_double.token), consumer="lost-cancel")
+    task = asyncio.create_task(run_discord_bot(settings, client))
+    try:
+        await discord_double.wait_for(reading_events, timeout=30, what="the bot reading events")
+        client.events.emit(JobEvent(EventType.DONE, "job-1", "42", "7", percent=100))
+        await asyncio.wait_for(handling.wait(), 30)
+    finally:
+        task.cancel()  # the launcher stops this way on SIGINT; the bot's close unloads the Results cog
+        done, _ = await asyncio.wait({task}, timeout=30)
+    assert done == {task}, "the bot did not stop: its event reader went on after the lost cancellation"
+    assert lost == ["job-1"], "the cancellation reached the event handler and was lost there"
+    assert task.cancelled() or task.exception() is None

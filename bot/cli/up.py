@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from bot.cli.local_system import LocalJobSystem
 from bot.cli.services import Say, ServiceRecord, say
 from bot.cli.settings import ServiceSettings
+from bot.stopping import cancel_and_wait
 from engine.errors import DreamloomError
 from tasks.client import JobClient
 
@@ -98,9 +99,8 @@ async def _up(system: LocalJobSystem, service: ServiceSettings, env: Mapping[str
                 await stopping.wait()
                 failed = stopping.failed
                 say("stopping ...")
-                for task in background:
-                    task.cancel()
-                await asyncio.gather(*background, return_exceptions=True)
+                await cancel_and_wait(*background)
+                await asyncio.gather(*background, return_exceptions=True)  # ended: this only collects them
         except PortInUse as exc:
             say(f"Cannot start: {exc.strerror}: set DREAMLOOM_WEB_PORT (or --port) to another port")
             return 1

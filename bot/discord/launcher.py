@@ -14,6 +14,7 @@ from redis.asyncio import Redis as AsyncRedis
 
 from bot.discord.bot import DreamloomBot
 from bot.discord.settings import BotSettings
+from bot.stopping import cancel_and_wait
 from engine.errors import ConfigError
 from tasks.client import JobClient
 from tasks.health import run_checks
@@ -70,7 +71,6 @@ async def _serve_until_signalled(settings: BotSettings, client: JobClient) -> No
     await asyncio.wait({bot, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if not bot.done():
         log.info("stopping the bot")
-        bot.cancel()
-    stopping.cancel()
+    await cancel_and_wait(bot, stopping)
     with contextlib.suppress(asyncio.CancelledError):
         await bot

@@ -28,6 +28,7 @@ from discord.ext import commands
 from bot.discord.bot import DreamloomBot
 from bot.discord.desk import RESULT_MARK
 from bot.discord.messages import error_embed, job_line
+from bot.stopping import cancel_and_wait
 from engine.errors import UnknownJob
 from tasks.events import MAX_DELIVERIES, EventType, JobEvent
 from tasks.metrics import STAGE_SECONDS, UNDELIVERED
@@ -55,11 +56,12 @@ class Results(commands.Cog):
         self.task = asyncio.create_task(self.consume(), name="dreamloom-events")
 
     async def cog_unload(self) -> None:
-        """Stop reading events before the bot's Redis connection closes (the launcher closes it after this)."""
+        """Stop reading events before the bot's Redis connection closes (the launcher closes it after this).
+        An event cut short is not acknowledged, so the next start handles it."""
         if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+            await cancel_and_wait(self.task)
+            if not self.task.cancelled() and self.task.exception() is not None:
+                log.error("the event reader had stopped", exc_info=self.task.exception())
 
     async def consume(self) -> None:
         await self.bot.wait_until_ready()
