@@ -32,6 +32,7 @@ __all__ = ["StopSignal", "run_up", "stop_on_signals"]
 log = logging.getLogger(__name__)
 
 RECOVER_EVERY_SECONDS = 60.0
+CLOSE_GRACE = 15.0  # seconds for the bot and the watchers to close in order before they are cancelled again
 
 
 def run_up(service: ServiceSettings, environ: Mapping[str, str] | None = None, say: Say = say) -> int:
@@ -99,7 +100,7 @@ async def _up(system: LocalJobSystem, service: ServiceSettings, env: Mapping[str
                 await stopping.wait()
                 failed = stopping.failed
                 say("stopping ...")
-                await cancel_and_wait(*background)
+                await cancel_and_wait(*background, grace=CLOSE_GRACE)
                 await asyncio.gather(*background, return_exceptions=True)  # ended: this only collects them
         except PortInUse as exc:
             say(f"Cannot start: {exc.strerror}: set DREAMLOOM_WEB_PORT (or --port) to another port")

@@ -25,6 +25,7 @@ __all__ = ["main", "run_discord_bot"]
 
 log = logging.getLogger(__name__)
 
+BOT_CLOSE_GRACE = 15.0  # seconds for the bot's orderly close (its cogs, the gateway, Redis) before cancelling again
 REDIS_CLIENT_NAME = "dreamloom-bot"  # its asyncio connections, as Redis's CLIENT LIST shows them
 
 
@@ -71,6 +72,6 @@ async def _serve_until_signalled(settings: BotSettings, client: JobClient) -> No
     await asyncio.wait({bot, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if not bot.done():
         log.info("stopping the bot")
-    await cancel_and_wait(bot, stopping)
+    await cancel_and_wait(bot, stopping, grace=BOT_CLOSE_GRACE)
     with contextlib.suppress(asyncio.CancelledError):
         await bot

@@ -40,6 +40,7 @@ GROUP = "bot"
 STALE_PROGRESS_SECONDS = 60.0
 CHANNEL_EDIT_GAP = 1.2  # seconds between edits in one channel: under Discord's 5 per 5 s
 RECOVER_EVERY = 60.0  # seconds between re-sends of jobs whose sender crashed
+READER_STOP_GRACE = 1.0  # seconds: the event reader has nothing to clean up; a read it was in is given again
 REFUSED = "refused:"  # a result mark: Discord refused the result for good (the reason follows)
 
 
@@ -59,7 +60,7 @@ class Results(commands.Cog):
         """Stop reading events before the bot's Redis connection closes (the launcher closes it after this).
         An event cut short is not acknowledged, so the next start handles it."""
         if self.task is not None:
-            await cancel_and_wait(self.task)
+            await cancel_and_wait(self.task, grace=READER_STOP_GRACE)
             if not self.task.cancelled() and self.task.exception() is not None:
                 log.error("the event reader had stopped", exc_info=self.task.exception())
 
