@@ -25,7 +25,7 @@ from engine.prompt import parse
 from engine.registry import Registry
 from tasks.client import JobClient
 from tasks.embedded_redis import EmbeddedRedis
-from tasks.processes import ESCALATION, IDLE_WORKER_STOP, spawn, stop
+from tasks.processes import IDLE_WORKER_STOP, spawn, stop
 from tasks.settings import ENVIRONMENT, Secret, Settings
 from tasks.worker_process import worker_command
 
@@ -52,7 +52,6 @@ def run_job(
     registry_file.write_text(f'[models.check]\nsource = "{model}"\nfamily = "{family}"\n{sizes}')
     redis = EmbeddedRedis(folder / "redis")
     worker = None
-    idle = False
     try:
         settings = Settings(
             redis_url=redis.start(),
@@ -89,7 +88,6 @@ def run_job(
             raise RuntimeError(f"job {job.id} {job.status.value}: {job.error} ({_tail(worker_log)})")
         manifest = client.manifest(job.id)
         files = {name: len(client.artifact(job.id, name)) for name in _artifact_names(manifest)}
-        idle = True
         model_record = manifest.get("recipe", {}).get("model", {})
         if model_record.get("device") != device.split(":")[0]:
             raise RuntimeError(f"the job ran on {model_record.get('device')!r}, not on {device}")
@@ -103,8 +101,8 @@ def run_job(
             "model": {key: model_record.get(key) for key in ("family", "dtype", "device", "scheduler")},
         }
     finally:
-        if worker is not None:
-            stop(worker, IDLE_WORKER_STOP if idle else ESCALATION)
+        if worker is not None:  # at once, also mid-job: this check has nothing to lose and no time to wait
+            stop(worker, IDLE_WORKER_STOP)
         redis.stop()
 
 

@@ -104,7 +104,7 @@ def ab_part(name: str) -> Callable[[dict[str, Any], Result], None]:
         config = tiny_config if options["tiny"] else config
         on_cuda = options["device"].startswith("cuda")
         compile_mode = options.get("compile") or ("default" if on_cuda else "off")
-        iterations = options.get("iterations") or (1 if options["tiny"] else (5 if name == "sd-turbo" else 2))
+        iterations = options.get("iterations") or (1 if options["tiny"] else (5 if name == "sd-turbo" else 1))
         measured = engine_speed.run(config, options["device"], iterations, compile_mode, True, True,
                                     Path(options["workdir"]), result.log)  # fmt: skip
         result.data["bench"] = measured
