@@ -35,8 +35,10 @@ mkdir -p "$folder"
 "$python" -m pip download --quiet --no-deps --only-binary=:all: --python-version "$target" --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     --platform manylinux1_x86_64 -d "$folder" "${pins[@]}"
+scratch=()
+for built in build devtools/build; do [ -e "$built" ] || scratch+=("$built"); done
 "$python" -m pip wheel --quiet --no-deps -w "$folder" . ./devtools
-rm -rf build devtools/build # setuptools' scratch folders
+[ ${#scratch[@]} -eq 0 ] || rm -rf "${scratch[@]}" # setuptools' scratch folders, when this run made them
 
 size_mib=$(du -sm "$folder" | cut -f1)
 echo "$folder: $(ls "$folder" | wc -l) wheels, ${size_mib} MiB"
