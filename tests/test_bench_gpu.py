@@ -112,6 +112,7 @@ def test_a_part_that_outruns_its_budget_is_stopped_and_reported(tmp_path):
         (["--budget", "99999"], "--budget must be from 1 to 3600 seconds"),
         (["--iterations", "0"], "--iterations must be from 1 to 50"),
         (["--tolerance", "nan"], "--tolerance must be from 0 to 255"),
+        (["--device", "cuda; rm -rf /"], "--device takes cpu, cuda or cuda:N (got 'cuda; rm -rf /')"),
     ],
 )
 def test_bad_options_are_refused_with_what_to_fix(argv, message, capsys):

@@ -34,6 +34,7 @@ import contextlib
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -274,6 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown or not names:
         parser.error(f"--parts takes names from {', '.join(p.name for p in PARTS)} (got {args.parts!r})")
     device = args.device or ("cpu" if args.tiny else "cuda")
+    if not re.fullmatch(r"cpu|cuda(:[0-9]{1,2})?", device):
+        parser.error(f"--device takes cpu, cuda or cuda:N (got {device!r})")
     if args.iterations is not None and not 1 <= args.iterations <= 50:
         parser.error("--iterations must be from 1 to 50")
     budget = args.budget if args.budget is not None else (TINY_RUN_BUDGET if args.tiny else RUN_BUDGET)
