@@ -43,7 +43,7 @@ from engine.plan import GRID_SIZE, plan_generation
 from engine.prompt import parse
 from engine.registry import ModelEntry, Registry
 
-__all__ = ["CONFIGS", "BenchConfig", "main", "run"]
+__all__ = ["CONFIGS", "TINY_ARCHITECTURES", "BenchConfig", "main", "model_folder", "run"]
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,11 @@ CONFIGS = {
     "sd-turbo-4": BenchConfig("sd-turbo", "sd-turbo", 512, 4, 0.0),
     "sdxl-30": BenchConfig("sdxl", "sdxl", 1024, 30, 5.0),
     "tiny": BenchConfig("tiny", "sd15", 64, 4, 7.5),
+    # `dreamloom bench gpu --tiny`: SD-Turbo's and SDXL's settings on the tiny pipelines, for a CPU run.
+    "tiny-turbo": BenchConfig("tiny", "sd-turbo", 64, 1, 0.0),
+    "tiny-sdxl": BenchConfig("tiny-sdxl", "sdxl", 64, 2, 5.0),
 }
+TINY_ARCHITECTURES = {"tiny": "sd15", "tiny-sdxl": "sdxl"}  # architecture -> save_tiny_pipeline's family
 
 
 @dataclass
@@ -93,7 +97,7 @@ def run(
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     config = CONFIGS[name]
-    folder = _model_folder(config, workdir, device)
+    folder = model_folder(config, workdir, device)
     entry = ModelEntry.build(
         "bench",
         {
@@ -102,7 +106,7 @@ def run(
             "native_size": [config.size, config.size],
             "steps": config.steps,
             "guidance": config.guidance,
-            "size_multiple": TINY_SIZE_MULTIPLE if config.architecture == "tiny" else 64,
+            "size_multiple": TINY_SIZE_MULTIPLE if config.architecture in TINY_ARCHITECTURES else 64,
             "compile": compile_mode,
             "fuse_qkv": fuse_qkv,
             "channels_last": channels_last,
@@ -112,10 +116,14 @@ def run(
     torch_device = torch.device(device)
     dtype = pick_dtype(entry, torch_device)
     log(f"{name}: loading A (plain diffusers) and B (dreamloom engine) on {device} as {dtype}")
+    started = time.perf_counter()
     plain = AutoPipelineForText2Image.from_pretrained(str(folder), **dtype_kwargs(dtype)).to(torch_device)
     plain.set_progress_bar_config(disable=True)
+    a_load = time.perf_counter() - started
     engine = Engine(Registry((entry,), "bench"), device=torch_device, preview_every=10**9)
+    started = time.perf_counter()
     engine.load("bench")
+    b_load = time.perf_counter() - started
 
     prompts = [f"a lighthouse at dusk, study {n}" for n in range(iterations + 1)]
     a, b = PathResult(0.0), PathResult(0.0)
@@ -126,6 +134,7 @@ def run(
         if index == 0:
             a.warmup_seconds, b.warmup_seconds = timing_a.total, timing_b.total
             a_images, b_images = images_a, images_b
+            log(f"{name}: warm-up done (A {timing_a.total:.2f} s, B {timing_b.total:.2f} s, B's compile included)")
             continue
         a.runs.append(timing_a)
         b.runs.append(timing_b)
@@ -143,21 +152,32 @@ def run(
         "size": config.size,
         "steps": config.steps,
         "optimisations": {"compile": compile_mode, "fuse_qkv": fuse_qkv, "channels_last": channels_last},
-        "A": {"warmup_seconds": a.warmup_seconds, "runs": [asdict(r) for r in a.runs]},
-        "B": {"warmup_seconds": b.warmup_seconds, "runs": [asdict(r) for r in b.runs]},
-        "summary": _summary(a, b, difference, rerolled),
+        "A": {"load_seconds": a_load, "warmup_seconds": a.warmup_seconds, "runs": [asdict(r) for r in a.runs]},
+        "B": {"load_seconds": b_load, "warmup_seconds": b.warmup_seconds, "runs": [asdict(r) for r in b.runs]},
+        "summary": {
+            **_summary(a, b, difference, rerolled),
+            # A constant image (NaNs decode to black) would match its twin: the spread says it was drawn.
+            "A_pixel_spread_min": min(_spread(image) for image in a_images),
+            "B_pixel_spread_min": min(_spread(image) for image in b_images),
+        },
     }
 
 
-def _model_folder(config: BenchConfig, workdir: Path, device: str) -> Path:
+def model_folder(config: BenchConfig, workdir: Path, device: str) -> Path:
+    """The configuration's model saved under ``workdir`` (built on first use, then reused)."""
     folder = workdir / config.architecture
     if not (folder / "model_index.json").exists():
-        if config.architecture == "tiny":
-            save_tiny_pipeline(folder, "sd15")
+        if config.architecture in TINY_ARCHITECTURES:
+            save_tiny_pipeline(folder, TINY_ARCHITECTURES[config.architecture])
         else:
             dtype = torch.float16 if device.startswith("cuda") else torch.float32
-            save_random_pipeline(config.architecture, folder, dtype=dtype)
+            save_random_pipeline(config.architecture, folder, dtype=dtype, device=device)
     return folder
+
+
+def _spread(image: Image.Image) -> float:
+    """The standard deviation of an image's pixel values (0-255)."""
+    return float(np.asarray(image, dtype=np.float32).std())
 
 
 def _engine_grid(engine: Engine, prompt: str) -> tuple[list[Image.Image], dict[str, float]]:
