@@ -241,3 +241,16 @@ def test_jobs_of_two_models_of_one_family_go_to_the_workers_that_have_them(setti
             assert all(client.get(job.id).status is JobStatus.DONE for job in made)
     finally:
         client.close()
+
+
+@pytest.mark.slow
+def test_dreamloom_worker_names_a_model_it_cannot_serve(tmp_path):
+    from tests.support.playground import clean_env, dreamloom
+
+    env = clean_env(PYTHONPATH=str(Path(__file__).resolve().parents[1]))  # this checkout's code
+    unknown = dreamloom("worker", "--models", "v9", env=env, cwd=tmp_path)
+    assert unknown.returncode != 0
+    assert "Unknown model 'v9': known models are demo" in unknown.stderr
+    hostile = dreamloom("worker", "--models", "demo,../../etc", env=env, cwd=tmp_path)
+    assert hostile.returncode != 0
+    assert "--models: '../../etc' is not a model name" in hostile.stderr
