@@ -102,7 +102,7 @@ def served_by(queues: Iterable[str]) -> tuple[list[str], list[str]]:
             model = _unescape(head.removeprefix(_MODEL_PREFIX))
             if model is not None:
                 models[model] = None
-        elif head.startswith(_PREFIX) and head.count(".") == 1:
+        elif head.startswith(_PREFIX) and head.count(".") == 1 and head + "." != _MODEL_PREFIX:
             families[head.removeprefix(_PREFIX)] = None
     return list(families), list(models)
 
