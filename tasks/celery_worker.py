@@ -3,7 +3,9 @@
 
 Besides the app, this entry point sets up what only a real worker process wants: logging with the job id
 on every line, a /metrics and /healthz endpoint in the main process (DREAMLOOM_METRICS_PORT), and a
-heartbeat that tells ``dreamloom health`` which model families have a worker, even while it is idle.
+heartbeat that tells ``dreamloom health`` which model families have a worker, even while it is idle, and
+tells dispatchers which models it serves from their own queues (``tasks.routing``): the models of its
+``dreamloom.model.*`` queues, which a worker consumes once it has them loaded.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tasks.job_store import WORKER_ALIVE_SECONDS, JobStore
 from tasks.logs import setup_logging
 from tasks.metrics import registry_for
 from tasks.ops_server import start_ops_server
+from tasks.routing import served_by
 from tasks.settings import Settings
 from tasks.worker import create_worker_app
 
@@ -39,7 +42,8 @@ def _logging(logfile: str | None = None, **_: Any) -> None:
 def _ready(sender: Any, **_: Any) -> None:
     store = JobStore(Redis.from_url(settings.redis_url))
     queues = [queue.name for queue in sender.task_consumer.queues]
-    families = sorted({name.split(".")[1] for name in queues if name.count(".") == 2})
+    families, models = served_by(queues)
+    families = sorted(families)
     hostname = sender.hostname
 
     def heartbeat() -> None:
@@ -47,6 +51,7 @@ def _ready(sender: Any, **_: Any) -> None:
             try:
                 for family in families:
                     store.worker_seen(family, hostname)
+                store.models_seen(hostname, models)
             except Exception:
                 log.warning("could not announce this worker to Redis; retrying", exc_info=True)
             stopped.wait(WORKER_ALIVE_SECONDS / 5)

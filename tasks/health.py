@@ -100,11 +100,15 @@ def _probe_storage(settings: Settings) -> Check:
 
 
 def check_workers(settings: Settings, families: list[str]) -> Check:
-    """A worker must have been seen (started or finished a job, or announced itself) recently."""
+    """A worker must have been seen (started or finished a job, or announced itself) recently, for every
+    family; and every model with jobs waiting on its own queue must have a live worker that announces it:
+    no other worker takes them (``tasks.routing``), so they would wait until one returns."""
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
     try:
         store = JobStore(client)
         alive = {family: store.workers(family) for family in families}
+        stranded = {model: count for model, count in sorted(store.waiting_for_models().items())
+                    if store.model_workers(model) == 0}  # fmt: skip
     except redis.ConnectionError:
         return Check("workers", False, "cannot tell: Redis is not reachable")
     finally:
@@ -114,6 +118,11 @@ def check_workers(settings: Settings, families: list[str]) -> Check:
     if missing:
         return Check("workers", False, f"no worker for {', '.join(missing)} seen in {minutes} minutes; start one "
                                        "with `dreamloom worker`")  # fmt: skip
+    if stranded:
+        listed = ", ".join(f"{model} ({count} waiting)" for model, count in stranded.items())
+        return Check("workers", False, f"jobs wait on the queues of models no worker has announced in {minutes} "
+                                       f"minutes: {listed}; start one with `dreamloom worker --models "
+                                       f"{','.join(stranded)}`")  # fmt: skip
     listed = ", ".join(f"{family}: {count}" for family, count in alive.items()) or "no models configured"
     return Check("workers", True, f"workers seen in the last {minutes} minutes ({listed})")
 

@@ -31,6 +31,8 @@ Keys (prefix ``dreamloom:``)::
     waiting:{family}         sorted set: queued jobs in the order workers take them
     unsent                   set: admitted jobs not yet handed to the broker (recovered after a crash)
     workers:{family}         sorted set: workers by last sign of life
+    model-workers:{model}    sorted set: workers that announce the model loaded, by last announcement
+    load-seconds             hash: model -> seconds its latest load took (what a job that may load it allows)
     stats:{family}           hash: moving average of a job's run time
     counts                   hash: how many jobs are in each status (kept by the scripts, for metrics)
     families                 set: the model families jobs were queued for
@@ -40,7 +42,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -327,11 +329,14 @@ class JobStore:
             pipe.hincrby(COUNTS, JobStatus.RUNNING.value, 1)
             pipe.execute()
 
-    def mark_sent(self, job: Job, priority: int) -> None:
-        """The job is in the broker: remember when, and its place in the family's waiting order."""
+    def mark_sent(self, job: Job, priority: int, queue: str | None = None) -> None:
+        """The job is in the broker (on ``queue``): remember when and where, and its place in the family's
+        waiting order."""
         sequence = self.redis.incr(PREFIX + "sequence")
         with self.redis.pipeline() as pipe:
             pipe.hset(_job_key(job.id), "sent_at", str(time.time()))
+            if queue is not None:
+                pipe.hset(_job_key(job.id), "queue", queue)
             pipe.zadd(_waiting_key(job.family), {job.id: priority * 10**13 + sequence})
             pipe.srem(PREFIX + "unsent", job.id)
             pipe.sadd(PREFIX + "families", job.family)
@@ -494,6 +499,48 @@ class JobStore:
         since = time.time() - WORKER_ALIVE_SECONDS
         return int(self.redis.zcount(_workers_key(family), since, "+inf"))
 
+    def models_seen(self, worker: str, models: Iterable[str]) -> None:
+        """``worker`` has ``models`` loaded and consumes their queues (its heartbeat, every minute): jobs for
+        them go to their own queues while it is alive (``WORKER_ALIVE_SECONDS``). Entries of workers long
+        gone are dropped on the way."""
+        now = time.time()
+        with self.redis.pipeline(transaction=False) as pipe:
+            for model in models:
+                pipe.zadd(_model_workers_key(model), {worker: now})
+                pipe.zremrangebyscore(_model_workers_key(model), "-inf", now - 10 * WORKER_ALIVE_SECONDS)
+            pipe.execute()
+
+    def model_workers(self, model: str) -> int:
+        """Live workers that announce ``model`` (see ``models_seen``)."""
+        since = time.time() - WORKER_ALIVE_SECONDS
+        return int(self.redis.zcount(_model_workers_key(model), since, "+inf"))
+
+    def record_load_times(self, load_times: Mapping[str, float]) -> None:
+        """Keep each model's latest load time (``ImageEngine.load_times()``), for the time limits of jobs that
+        may have to load it (``tasks.routing.load_allowance``)."""
+        values = {model: f"{seconds:.3f}" for model, seconds in load_times.items() if seconds >= 0}
+        if values:
+            self.redis.hset(PREFIX + "load-seconds", mapping=cast(Any, values))
+
+    def load_time(self, model: str) -> float | None:
+        value = cast(bytes | None, self.redis.hget(PREFIX + "load-seconds", model))
+        return None if value is None else float(value)
+
+    def waiting_for_models(self, limit: int = 1000) -> dict[str, int]:
+        """Jobs waiting on a model's own queue, by model (the first ``limit`` of each family's waiting jobs):
+        what no other worker takes if that model's workers are gone."""
+        found: dict[str, int] = {}
+        for raw in cast(set[bytes], self.redis.smembers(PREFIX + "families")):
+            ids = cast(list[bytes], self.redis.zrange(_waiting_key(raw.decode()), 0, limit - 1))
+            with self.redis.pipeline(transaction=False) as pipe:
+                for job_id in ids:
+                    pipe.hmget(_job_key(_text(job_id)), ["queue", "model"])
+                rows = pipe.execute()
+            for queue, model in rows:
+                if queue is not None and model is not None and _text(queue).startswith("dreamloom.model."):
+                    found[_text(model)] = found.get(_text(model), 0) + 1
+        return found
+
     def counts(self) -> dict[str, int]:
         """How many jobs are in each status now (queued, held, running) or ended so (done, failed, cancelled)."""
         raw = cast(dict[bytes, bytes], self.redis.hgetall(COUNTS))
@@ -543,6 +590,10 @@ def _heartbeat_key(job_id: str) -> str:
 
 def _workers_key(family: str) -> str:
     return f"{PREFIX}workers:{family}"
+
+
+def _model_workers_key(model: str) -> str:
+    return f"{PREFIX}model-workers:{model}"
 
 
 def _valid_id(job_id: str) -> bool:

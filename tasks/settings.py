@@ -10,7 +10,19 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from engine.errors import ConfigError
 
-__all__ = ["Secret", "Settings", "read_switch", "redacted_url"]
+__all__ = ["DEFAULT_LOAD_SECONDS", "MAX_LOAD_ALLOWANCE_SECONDS", "Secret", "Settings", "read_switch", "redacted_url"]
+
+# Seconds a worker may need to load a model of each family from its own disk before it has ever loaded it
+# (tasks.routing adds them to a job's time limits when the job may have to wait for a load): generous, since
+# a first job that fails "too slow" costs more than a limit that is too long. DREAMLOOM_MODEL_LOAD_SECONDS
+# overrides them; a recorded load time replaces them once a worker has loaded the model.
+DEFAULT_LOAD_SECONDS = {
+    "sd15": 90.0, "sd2-base": 90.0, "sd2": 90.0, "sd-turbo": 90.0, "sdxl": 180.0, "sdxl-turbo": 180.0,
+    "sd3": 300.0, "flux": 420.0, "demo": 30.0,
+}  # fmt: skip
+_UNKNOWN_FAMILY_LOAD_SECONDS = 420.0
+# The most loading a job's limits include; the broker's visibility timeout counts it in.
+MAX_LOAD_ALLOWANCE_SECONDS = 600
 
 
 class Secret:
@@ -77,6 +89,9 @@ class Settings:
     image_fetch_seconds: float = 15.0  # one download, from lookup to last byte
     image_max_mb: int = 20
     image_max_pixels: int = 40_000_000
+    # seconds to allow for loading a model, by family: "sdxl=240,flux=600", or one number for every family
+    # ("" : DEFAULT_LOAD_SECONDS)
+    model_load_seconds: str = ""
 
     def __repr__(self) -> str:
         """Every field, the Redis password shown as ``***`` (the S3 keys are ``Secret``s already)."""
@@ -91,8 +106,17 @@ class Settings:
     @property
     def visibility_timeout(self) -> int:
         """Seconds before Redis hands an unacknowledged job to another worker: above the longest job's
-        hard time limit (see tasks.routing.time_limits)."""
-        return int(self.max_job_seconds * 1.5) + 600
+        hard time limit, which may include time to load the model (see tasks.routing.time_limits)."""
+        return int((self.max_job_seconds + MAX_LOAD_ALLOWANCE_SECONDS) * 1.5) + 600
+
+    def model_load_seconds_for(self, family: str) -> float:
+        """The seconds to allow for loading a model of ``family`` that no worker has loaded yet."""
+        table = _load_table(ENVIRONMENT["model_load_seconds"], self.model_load_seconds)
+        if family in table:
+            return table[family]
+        if "*" in table:
+            return table["*"]
+        return DEFAULT_LOAD_SECONDS.get(family, _UNKNOWN_FAMILY_LOAD_SECONDS)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -158,6 +182,7 @@ ENVIRONMENT = {
     "image_fetch_seconds": "DREAMLOOM_IMAGE_FETCH_SECONDS",
     "image_max_mb": "DREAMLOOM_IMAGE_MAX_MB",
     "image_max_pixels": "DREAMLOOM_IMAGE_MAX_PIXELS",
+    "model_load_seconds": "DREAMLOOM_MODEL_LOAD_SECONDS",
 }
 
 _INTS = {"max_running_per_user", "max_queued_per_user", "max_attempts", "max_job_seconds", "url_expiry_seconds",
@@ -179,7 +204,38 @@ def read_switch(variable: str, raw: str) -> bool:
     return value in _ON
 
 
+_MAX_LOAD_TABLE = 64  # entries: there are a handful of families
+
+
+def _load_table(variable: str, raw: str) -> dict[str, float]:
+    """``"sdxl=240,flux=600"`` -> {family: seconds}; a bare number applies to every family (key ``*``)."""
+    text = raw.strip()
+    if not text:
+        return {}
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if len(items) > _MAX_LOAD_TABLE:
+        raise ConfigError(f"{variable} names at most {_MAX_LOAD_TABLE} families (got {len(items)})")
+    table: dict[str, float] = {}
+    for item in items:
+        family, equals, seconds = item.rpartition("=") if "=" in item else ("*", "=", item)
+        family = family.strip()
+        try:
+            value = float(seconds)
+        except ValueError:
+            value = -1.0
+        if not equals or not family or not 0 <= value <= MAX_LOAD_ALLOWANCE_SECONDS or value != value:
+            raise ConfigError(
+                f"{variable} takes family=seconds pairs such as 'sdxl=240,flux=600', or one number of seconds, "
+                f"each 0-{MAX_LOAD_ALLOWANCE_SECONDS} (got {item[:40]!r})"
+            )
+        table[family] = value
+    return table
+
+
 def _convert(field_name: str, variable: str, raw: str) -> object:
+    if field_name == "model_load_seconds":
+        _load_table(variable, raw)  # refused here, at start, rather than at the first job
+        return raw
     if field_name in _SWITCHES:
         return read_switch(variable, raw)
     try:

@@ -267,6 +267,7 @@ class JobRunner:
         reporter = _Progress(self, job)
         result, kept = self._execute(job, reporter)
         record_model_loads(self.engine().load_times())
+        self.store.record_load_times(self.engine().load_times())  # for the limits of jobs that may load it
         record_gpu_memory()
         lineage = self._lineage(job)
         return prepare(job, result, lineage, reporter.last_preview, [image.to_dict() for image in kept])

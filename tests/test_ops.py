@@ -33,11 +33,14 @@ def test_a_worker_exposes_metrics_and_health_after_a_job(client, settings, regis
     env = settings_env(settings, registry_file, DREAMLOOM_METRICS_PORT=str(port),
                        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"))  # fmt: skip
     (tmp_path / "prometheus").mkdir()
-    worker = WorkerProcess(env, worker_queues(["sd15"]), tmp_path / "worker.log").start()
+    worker = WorkerProcess(env, worker_queues(["sd15"], models=["v6"]), tmp_path / "worker.log").start()
     try:
+        wait_until(lambda: client.store.model_workers("v6") == 1, timeout=60, what="the worker to announce v6")
         job = client.submit(parse("a lighthouse --seed 1"), owner="alice")
+        assert client.store.get_field(job.id, "queue") == "dreamloom.model.v6.fast", "to the worker that has v6"
         wait_until(lambda: client.get(job.id).finished, timeout=120, what="the job")
         assert client.get(job.id).status is JobStatus.DONE
+        assert client.store.load_time("v6") is not None, "its load time, for jobs that may have to load it"
         wait_until(lambda: "dreamloom_workers" in fetch(f"http://127.0.0.1:{port}/metrics")[1], timeout=30,
                    what="the metrics endpoint")  # fmt: skip
         status, metrics = fetch(f"http://127.0.0.1:{port}/metrics")

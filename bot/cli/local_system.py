@@ -33,7 +33,7 @@ from tasks.client import JobClient
 from tasks.embedded_redis import EmbeddedRedis
 from tasks.processes import ESCALATION, IDLE_WORKER_STOP, PRIVATE_UMASK, spawn, stop, worker_environment
 from tasks.settings import Settings
-from tasks.worker_process import worker_command
+from tasks.worker_process import served_models, worker_command
 
 __all__ = ["LocalJobSystem"]
 
@@ -86,9 +86,9 @@ class LocalJobSystem:
         spool = Path(self.environ.get("DREAMLOOM_SPOOL_DIR") or self.folder.path / "spool")
         self.settings = dataclasses.replace(base, redis_url=redis_url, data_dir=self.folder.path, spool_dir=spool)
         if self.with_worker:
-            families = [entry.family for entry in self.registry.entries]
+            families, models = served_models(self.registry, None, self.service.worker_models)
             self._log_start = self.worker_log.stat().st_size if self.worker_log.exists() else 0
-            command = worker_command(families, self.service.worker_concurrency)
+            command = worker_command(families, self.service.worker_concurrency, models=models)
             self.worker = spawn(command, env=self._worker_env(), log=self.worker_log, umask=PRIVATE_UMASK)
             self.say(f"worker       starting, log in {self.worker_log}")
 

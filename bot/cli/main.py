@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from bot.cli.settings import ServiceSettings
+from bot.cli.settings import ServiceSettings, model_names
 from engine.actions import FollowUpOptions
 from engine.errors import DreamloomError
 from engine.jobs import Action, PanDirection
@@ -138,6 +138,11 @@ def _add_service_commands(commands: argparse._SubParsersAction[argparse.Argument
     )
     worker.add_argument("--concurrency", type=int, help="jobs at once (default DREAMLOOM_WORKER_CONCURRENCY or 1)")
     worker.add_argument("--families", help="comma-separated model families to serve (default: the registry's)")
+    worker.add_argument(
+        "--models",
+        help="comma-separated models to serve from their own queues, besides their families' (default "
+        "DREAMLOOM_WORKER_MODELS, else every registry model of the families)",
+    )
     worker.add_argument(
         "--modes", default="fast,relax", help="queues to serve: fast, relax or both (default fast,relax)"
     )
@@ -305,7 +310,8 @@ def _run_worker(args: argparse.Namespace) -> int:
     if unknown or not modes:
         print(f"dreamloom: --modes takes fast, relax or both (got {args.modes!r})", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return run_worker(_service(args), families, args.loglevel, modes)
+    models = list(model_names(args.models, "--models")) if args.models else None  # a ConfigError names it
+    return run_worker(_service(args), families, args.loglevel, modes, models)
 
 
 def _run_health(args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
 """Each part of dreamloom alone, for production, configured from the environment:
 
-worker   a Celery worker for the model families of the registry (the process becomes ``celery worker``)
+worker   a Celery worker for the models and families of the registry (the process becomes ``celery worker``)
 web      the playground alone, against the job system of REDIS_URL
 bot      the Discord bot alone, against the job system of REDIS_URL
 """
@@ -20,21 +20,26 @@ from tasks.client import JobClient
 from tasks.processes import PRIVATE_UMASK, worker_environment
 from tasks.records import MODES
 from tasks.settings import Settings
-from tasks.worker_process import worker_command
+from tasks.worker_process import served_models, worker_command
 
 __all__ = ["run_bot", "run_web", "run_worker"]
 
 
 def run_worker(
-    service: ServiceSettings, families: list[str] | None, loglevel: str, modes: Iterable[str] = MODES
+    service: ServiceSettings,
+    families: list[str] | None,
+    loglevel: str,
+    modes: Iterable[str] = MODES,
+    models: Iterable[str] | None = None,
 ) -> int:
-    """Become ``celery worker`` for the registry's families (or ``families``), fast and relax queues (or
-    ``modes``). With DREAMLOOM_METRICS_PORT set, its pool processes share Prometheus files in a fresh folder.
+    """Become ``celery worker`` for the registry's families (or ``families``) and their models (or ``models``,
+    else DREAMLOOM_WORKER_MODELS), fast and relax queues (or ``modes``); the models' own queues come first
+    (``tasks.worker_process.served_models``). With DREAMLOOM_METRICS_PORT set, its pool processes share
+    Prometheus files in a fresh folder.
     It keeps none of the front ends' secrets (the Discord token: compose gives every container deploy/.env)
     and writes its files for its owner only (the spool holds members' images, by default under /tmp)."""
-    if not families:
-        families = [entry.family for entry in Registry.from_env().entries]
-    command = worker_command(families, service.worker_concurrency, loglevel=loglevel, modes=modes)
+    families, served = served_models(Registry.from_env(), families, models or service.worker_models)
+    command = worker_command(families, service.worker_concurrency, loglevel=loglevel, modes=modes, models=served)
     say(f"dreamloom worker: queues {command[command.index('-Q') + 1]}")
     if os.environ.get("DREAMLOOM_METRICS_PORT", "0") not in ("", "0") and not os.environ.get(
         "PROMETHEUS_MULTIPROC_DIR"

@@ -10,12 +10,15 @@ the bot's (``DISCORD_TOKEN`` ...) by ``bot.discord.settings.BotSettings``. These
                                                    DREAMLOOM_WEB_HOST (comma-separated; a proxy's public name)
     DREAMLOOM_USER                local            who the playground's and the CLI's jobs belong to
     DREAMLOOM_WORKER_CONCURRENCY  1                jobs a worker runs at once (one per GPU)
+    DREAMLOOM_WORKER_MODELS                        models a worker serves from their own queues (comma-separated
+                                                   registry names; default: every model of its families)
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +35,7 @@ ENVIRONMENT = {
     "web_allowed_hosts": "DREAMLOOM_WEB_ALLOWED_HOSTS",
     "user": "DREAMLOOM_USER",
     "worker_concurrency": "DREAMLOOM_WORKER_CONCURRENCY",
+    "worker_models": "DREAMLOOM_WORKER_MODELS",
 }
 
 
@@ -47,6 +51,9 @@ class ServiceSettings:
     # Whether the data folder was named (DREAMLOOM_DATA_DIR or --data-dir) rather than the default: a command
     # then uses that folder's service only (bot.cli.services.find_running). Provenance, not a setting.
     data_dir_given: bool = field(default=False, compare=False)
+    # Registry names of the models a worker serves (empty: every model of its families); checked against the
+    # registry when the worker starts.
+    worker_models: tuple[str, ...] = ()
 
     @property
     def web_is_local(self) -> bool:
@@ -74,7 +81,27 @@ class ServiceSettings:
             user=user,
             worker_concurrency=_whole(env, "worker_concurrency", defaults.worker_concurrency, 1, 256),
             data_dir_given=bool(env.get(ENVIRONMENT["data_dir"])),
+            worker_models=model_names(env.get(ENVIRONMENT["worker_models"], ""), ENVIRONMENT["worker_models"]),
         )
+
+
+_MAX_WORKER_MODELS = 32
+
+
+def model_names(raw: str, where: str) -> tuple[str, ...]:
+    """Comma-separated model names (``v6,niji``): each as registry aliases are written, at most 32 of them.
+    Whether the registry has them is checked where the registry is read."""
+    names = tuple(dict.fromkeys(name.strip() for name in raw.split(",") if name.strip()))
+    if len(names) > _MAX_WORKER_MODELS:
+        raise ConfigError(f"{where} names at most {_MAX_WORKER_MODELS} models (got {len(names)})")
+    for name in names:
+        if not _MODEL_NAME.fullmatch(name):
+            raise ConfigError(f"{where}: '{name[:40]}' is not a model name (1-32 lower-case letters, digits, '.', "
+                              "'_' or '-')")  # fmt: skip
+    return names
+
+
+_MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
 
 
 def _host_names(raw: str) -> tuple[str, ...]:
