@@ -57,6 +57,9 @@ class Family:
     size_multiple: int = 64
     preview_factors: str = "sd"  # which latent-to-RGB approximation previews use (engine.previews)
     example: str = "a lighthouse at dusk --ar 16:9"  # a prompt that shows what such a model draws
+    # --tile wraps the denoiser's padded convolutions around; a transformer (SD3, FLUX) has none to wrap, and its
+    # attention and position embeddings see the picture's edges as edges, so its pictures would not tile.
+    tiles: bool = True
 
 
 FAMILIES: dict[str, Family] = {
@@ -66,8 +69,8 @@ FAMILIES: dict[str, Family] = {
     "sd-turbo": Family((512, 512), 1, 0.0),
     "sdxl": Family((1024, 1024), 30, 5.0, preview_factors="sdxl"),
     "sdxl-turbo": Family((512, 512), 1, 0.0, preview_factors="sdxl"),
-    "sd3": Family((1024, 1024), 28, 7.0, size_multiple=16, preview_factors="sd3"),
-    "flux": Family((1024, 1024), 28, 3.5, size_multiple=16, preview_factors="flux"),
+    "sd3": Family((1024, 1024), 28, 7.0, size_multiple=16, preview_factors="sd3", tiles=False),
+    "flux": Family((1024, 1024), 28, 3.5, size_multiple=16, preview_factors="flux", tiles=False),
     # dreamloom's own tiny model (engine/models/demo): 64x64 pictures of a synthetic world of shapes.
     "demo": Family((64, 64), 20, 4.0, size_multiple=16, preview_factors="demo",
                    example="a large red circle in the top left on a blue background"),
