@@ -34,7 +34,7 @@ from PIL import Image, ImageOps
 from engine.callbacks import CancelCheck, ProgressCallback
 from engine.canvas import UPSCALE_FACTOR, Canvas, pan_canvas, size_refusal, square_canvas, upscaled_size, zoom_canvas
 from engine.conditioning import DEFAULT_EMBEDDING_CACHE_BYTES, encoder_for, generators, text_conditioning
-from engine.errors import Cancelled, ConfigError, InvalidFollowUp, PromptError, UnsafeImages
+from engine.errors import Cancelled, ConfigError, InvalidFollowUp, UnsafeImages
 from engine.grid import compose_grid, separate
 from engine.jobs import Action, PanDirection
 from engine.latents import spatial_unpacker, starting_latents, truncated_schedule
@@ -44,7 +44,7 @@ from engine.plan import GRID_SIZE, GenerationPlan, fit_size, image_prompts_used,
 from engine.previews import LatentPreviewer, StepReporter
 from engine.prompt import MAX_SEED, ImagineRequest, check_limits
 from engine.recipe import Recipe
-from engine.registry import FAMILIES, ModelEntry, Registry
+from engine.registry import ModelEntry, Registry
 from engine.results import GenerationResult, Timings
 from engine.safety import Blocklist, ImageChecker
 from engine.seamless import seamless
@@ -486,13 +486,7 @@ class Engine:
     ) -> tuple[LoadedModel, GenerationPlan]:
         """Check the request, load the model, make the plan."""
         check_limits(request)
-        if request.tile and not FAMILIES[entry.family].tiles:
-            raise PromptError(
-                "--tile",
-                f"--tile is not available on model '{entry.alias}' ({entry.family}): its transformer has no "
-                "convolutions to wrap around, so its pictures cannot be made to tile; pick a Stable Diffusion "
-                "or SDXL model with --v for seamless patterns",
-            )
+        entry.check_supported(request)
         self.blocklist.check(request)
         if cancel is not None and cancel():
             raise Cancelled(0, 0)

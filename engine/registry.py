@@ -41,8 +41,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfigError, UnknownModel
+from engine.errors import ConfigError, PromptError, UnknownModel
 from engine.plan import ModelProfile
+from engine.prompt import ImagineRequest
 
 __all__ = ["DEMO_ALIAS", "FAMILIES", "SCHEDULERS", "Family", "ModelEntry", "ModelNotice", "Registry"]
 
@@ -133,6 +134,17 @@ class ModelEntry:
     @property
     def preview_factors(self) -> str:
         return FAMILIES[self.family].preview_factors
+
+    def check_supported(self, request: ImagineRequest) -> None:
+        """Raise ``PromptError`` naming a parameter this model cannot honour. Torch-free, so a front door can
+        refuse before a job exists; the engine checks again before it renders."""
+        if request.tile and not FAMILIES[self.family].tiles:
+            raise PromptError(
+                "--tile",
+                f"--tile is not available on model '{self.alias}' ({self.family}): its transformer has no "
+                "convolutions to wrap around, so its pictures cannot be made to tile; pick a Stable Diffusion "
+                "or SDXL model with --v for seamless patterns",
+            )
 
     @classmethod
     def build(cls, alias: str, settings: Mapping[str, Any], where: str) -> ModelEntry:

@@ -125,9 +125,15 @@ def test_chaos_shares_starting_noise_in_the_model_s_latent_layout(dit_engine, fa
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_tile_is_refused_by_name(dit_engine, family):
-    with pytest.raises(PromptError, match=rf"--tile is not available on model '{family}' \({family}\)") as caught:
+    """Refused by the registry entry (torch-free: a front door can refuse before a job exists) and by the engine."""
+    entry = dit_engine.registry.resolve(FAMILIES[family])
+    message = rf"--tile is not available on model '{family}' \({family}\): its transformer has no convolutions"
+    with pytest.raises(PromptError, match=message) as refused:
+        entry.check_supported(parse("a pattern --tile"))
+    assert refused.value.param == "--tile"
+    with pytest.raises(PromptError, match=message):
         imagine(dit_engine, family, "a pattern --tile")
-    assert caught.value.param == "--tile"
+    entry.check_supported(parse("a pattern"))
 
 
 @pytest.mark.slow
