@@ -212,7 +212,8 @@ class FluxPromptEncoder(XLPromptEncoder):
 
     def condition(self, plan: GenerationPlan, batch: int) -> Conditioning:
         """FLUX ignores a negative prompt (diffusers uses one only with ``true_cfg_scale``, which doubles the work
-        and which guidance-distilled models were not trained for): --no becomes the embedding push."""
+        and which guidance-distilled models were not trained for): --no is the embedding push. A registry
+        entry's plan says so already (``ModelProfile.negative_prompt``); this covers a plan made without it."""
         if not plan.negative_prompt:
             return super().condition(plan, batch)
         pushed = dataclasses.replace(

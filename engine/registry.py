@@ -61,6 +61,7 @@ class Family:
     # --tile wraps the denoiser's padded convolutions around; a transformer (SD3, FLUX) has none to wrap, and its
     # attention and position embeddings see the picture's edges as edges, so its pictures would not tile.
     tiles: bool = True
+    negative_prompt: bool = True  # False: guidance distilled into the model (FLUX.1), --no is the embedding push
 
 
 FAMILIES: dict[str, Family] = {
@@ -71,7 +72,8 @@ FAMILIES: dict[str, Family] = {
     "sdxl": Family((1024, 1024), 30, 5.0, preview_factors="sdxl"),
     "sdxl-turbo": Family((512, 512), 1, 0.0, preview_factors="sdxl"),
     "sd3": Family((1024, 1024), 28, 7.0, size_multiple=16, preview_factors="sd3", tiles=False),
-    "flux": Family((1024, 1024), 28, 3.5, size_multiple=16, preview_factors="flux", tiles=False),
+    "flux": Family((1024, 1024), 28, 3.5, size_multiple=16, preview_factors="flux", tiles=False,
+                   negative_prompt=False),
     # dreamloom's own tiny model (engine/models/demo): 64x64 pictures of a synthetic world of shapes.
     "demo": Family((64, 64), 20, 4.0, size_multiple=16, preview_factors="demo",
                    example="a large red circle in the top left on a blue background"),
@@ -129,6 +131,7 @@ class ModelEntry:
             guidance=self.guidance,
             size_multiple=self.size_multiple,
             style_prompt=self.style_prompt,
+            negative_prompt=FAMILIES[self.family].negative_prompt,
         )
 
     @property

@@ -75,9 +75,9 @@ def test_every_parameter_changes_the_picture(dit_engine, family):
         assert without.recipe.settings["negative_prompt"] == "cars"
         assert without.notes == ()
     else:
-        assert without.notes == (
-            "--no: FLUX has no negative prompt; the prompt's embedding was pushed away from the --no text",
-        )
+        assert without.recipe.settings["negative_prompt"] is None, "FLUX's guidance is distilled: no negative prompt"
+        assert without.recipe.settings["push_away"] == "cars"
+        assert without.notes == ()
     changed = [stopped, chaotic, without]
     changed += [
         imagine(dit_engine, family, text) for text in ("a red bird --seed 2 --w 3000", "a red bird::2 a tree --seed 2")
