@@ -52,6 +52,7 @@ _WEIRD_SALT, _JITTER_SALT, _SHARED_SALT = 1, 2, 3
 
 # Encoded prompts a loaded model keeps, in bytes (DREAMLOOM_EMBEDDING_CACHE_MB): an SDXL prompt of the most
 # texts a prompt may have (10 "::" parts, the house style, --no) is about 4 MiB in fp16; a plain one 0.3 MiB.
+# FLUX's T5 sequence (512 x 4096) is 4 MiB per text in bf16: its largest prompt is about 50 MiB, a plain one 4 MiB.
 DEFAULT_EMBEDDING_CACHE_BYTES = 256 * 1024 * 1024
 
 
