@@ -24,6 +24,11 @@ from diffusers import (
     DDIMScheduler,
     DDPMScheduler,
     EulerDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    FluxPipeline,
+    FluxTransformer2DModel,
+    SD3Transformer2DModel,
+    StableDiffusion3Pipeline,
     StableDiffusionPipeline,
     StableDiffusionUpscalePipeline,
     StableDiffusionXLPipeline,
@@ -37,6 +42,8 @@ from transformers import (
     CLIPTextModel,
     CLIPTextModelWithProjection,
     CLIPTokenizer,
+    T5Config,
+    T5EncoderModel,
 )
 
 from devtools.demo.vocab import vocabulary
@@ -57,13 +64,17 @@ VAE_TRAINING_STEPS = 150  # about 7 s on 2 CPU cores; reconstruction MSE about 0
 
 
 def save_tiny_pipeline(folder: str | Path, family: str = "sd15", seed: int = 0, safety_checker: bool = False) -> Path:
-    """Build a tiny ``sd15`` or ``sdxl`` text-to-image pipeline and save it in the diffusers layout.
+    """Build a tiny ``sd15``, ``sdxl``, ``sd3`` or ``flux`` text-to-image pipeline and save it in the diffusers
+    layout.
 
     ``safety_checker`` adds a tiny ``StableDiffusionSafetyChecker`` (sd15 only), as SD 1.5 checkpoints ship one.
     """
     folder = Path(folder)
     torch.manual_seed(seed)
     tokenizer = byte_tokenizer()
+    if family in ("sd3", "flux"):
+        _flow_matching_pipeline(family, tokenizer).save_pretrained(folder)
+        return folder
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="leading"
     )
@@ -99,9 +110,81 @@ def save_tiny_pipeline(folder: str | Path, family: str = "sd15", seed: int = 0, 
             scheduler=scheduler,
         )
     else:
-        raise ValueError(f"tiny pipelines exist for sd15 and sdxl (got {family!r})")
+        raise ValueError(f"tiny pipelines exist for sd15, sdxl, sd3 and flux (got {family!r})")
     pipe.save_pretrained(folder)
     return folder
+
+
+def _flow_matching_pipeline(family: str, tokenizer: CLIPTokenizer) -> StableDiffusion3Pipeline | FluxPipeline:
+    """SD3 or FLUX in miniature: a one-block transformer over 16-channel latents, CLIP and T5 text encoders.
+
+    T5 reads the same byte-level CLIP tokenizer (its vocabulary sized to match): the pipelines only tokenize
+    and pad to a fixed length, and T5's sentencepiece model cannot be built offline. The autoencoder keeps
+    random weights (16 latent channels, x2 downsampling) and the real models' scaling and shift factors.
+    """
+    vocab = len(tokenizer.get_vocab())
+    t5 = T5EncoderModel(
+        T5Config(vocab_size=vocab, d_model=2 * _HIDDEN, d_kv=8, d_ff=37, num_layers=2, num_heads=4, pad_token_id=0)
+    )
+    vae = AutoencoderKL(
+        block_out_channels=[8, 16],
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        latent_channels=16,
+        sample_size=64,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        scaling_factor=1.5305 if family == "sd3" else 0.3611,
+        shift_factor=0.0609 if family == "sd3" else 0.1159,
+    )
+    if family == "sd3":
+        return StableDiffusion3Pipeline(
+            transformer=SD3Transformer2DModel(
+                sample_size=32,
+                patch_size=2,
+                in_channels=16,
+                out_channels=16,
+                num_layers=1,
+                attention_head_dim=8,
+                num_attention_heads=4,
+                caption_projection_dim=_HIDDEN,
+                joint_attention_dim=2 * _HIDDEN,  # T5's width; CLIP's two embeddings (2 x 32) are padded to it
+                pooled_projection_dim=2 * _HIDDEN,  # both CLIP encoders' pooled projections, concatenated
+                pos_embed_max_size=32,
+            ),
+            scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+            vae=vae,
+            text_encoder=CLIPTextModelWithProjection(_text_config(tokenizer)),
+            tokenizer=tokenizer,
+            text_encoder_2=CLIPTextModelWithProjection(_text_config(tokenizer)),
+            tokenizer_2=tokenizer,
+            text_encoder_3=t5,
+            tokenizer_3=tokenizer,
+        )
+    return FluxPipeline(
+        transformer=FluxTransformer2DModel(
+            patch_size=1,
+            in_channels=64,  # 16 latent channels packed 2x2
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=2 * _HIDDEN,
+            pooled_projection_dim=_HIDDEN,
+            guidance_embeds=True,  # as FLUX.1 [dev]: guidance is an input, not classifier-free
+            axes_dims_rope=[4, 4, 8],
+        ),
+        scheduler=FlowMatchEulerDiscreteScheduler(
+            use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096
+        ),
+        vae=vae,
+        text_encoder=CLIPTextModel(_text_config(tokenizer)),
+        tokenizer=tokenizer,
+        text_encoder_2=t5,
+        tokenizer_2=tokenizer,
+    )
 
 
 def save_tiny_upscaler(folder: str | Path, seed: int = 0) -> Path:

@@ -1,19 +1,23 @@
 """Text conditioning and starting noise for a ``GenerationPlan``: the mapping table of docs/models.md, in tensors.
 
-For Stable Diffusion 1.x/2.x and SDXL the engine encodes prompts itself and hands the pipeline embeddings,
-which is what makes ``::`` weights, the ``--no`` push, ``--weird`` and ``--chaos`` exact:
+For Stable Diffusion 1.x/2.x, SDXL, SD3 and FLUX the engine encodes prompts itself and hands the pipeline
+embeddings, which is what makes ``::`` weights, the ``--no`` push, ``--weird`` and ``--chaos`` exact:
 
 - ``::`` parts: one embedding per part, blended with the plan's weights (they sum to 1);
 - ``--no`` without guidance: ``(1 + w)·E(prompt) - w·E(no)``; with guidance it is the negative prompt;
 - ``--weird``: an offset along a direction drawn from the job's seed, ``weird_offset * |E|`` long;
 - ``--chaos``: per-image relative noise on the embedding, and starting noises that share part of their variance.
 
-Other pipelines (SD3, FLUX, anything diffusers' auto pipeline loads) get text prompts; ``TextConditioning``
+FLUX.1's guidance is distilled into its transformer (an input, not classifier-free guidance), so it has no
+negative prompt: ``--no`` pushes its embedding away from the text instead, as for guidance-free models.
+
+Other pipelines (anything else diffusers' auto pipeline loads) get text prompts; ``TextConditioning``
 says which of these effects it had to approximate, and the engine puts that in the result's notes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections import OrderedDict
@@ -22,9 +26,15 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+from diffusers import (
+    DiffusionPipeline,
+    FluxPipeline,
+    StableDiffusion3Pipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+)
 
-from engine.plan import GenerationPlan
+from engine.plan import NO_PUSH_WEIGHT, GenerationPlan
 
 __all__ = [
     "DEFAULT_EMBEDDING_CACHE_BYTES",
@@ -42,6 +52,7 @@ _WEIRD_SALT, _JITTER_SALT, _SHARED_SALT = 1, 2, 3
 
 # Encoded prompts a loaded model keeps, in bytes (DREAMLOOM_EMBEDDING_CACHE_MB): an SDXL prompt of the most
 # texts a prompt may have (10 "::" parts, the house style, --no) is about 4 MiB in fp16; a plain one 0.3 MiB.
+# FLUX's T5 sequence (512 x 4096) is 4 MiB per text in bf16: its largest prompt is about 50 MiB, a plain one 4 MiB.
 DEFAULT_EMBEDDING_CACHE_BYTES = 256 * 1024 * 1024
 
 
@@ -51,6 +62,7 @@ class Conditioning:
 
     positive: dict[str, torch.Tensor]
     negative: dict[str, torch.Tensor]
+    notes: tuple[str, ...] = ()  # how a parameter was carried out differently from other families
 
     def kwargs(self) -> dict[str, torch.Tensor]:
         return {**self.positive, **self.negative}
@@ -174,8 +186,50 @@ class XLPromptEncoder(PromptEncoder):
         return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
 
 
+class SD3PromptEncoder(XLPromptEncoder):
+    """Encodes texts with SD3's three text encoders: two CLIPs and T5, joined into one sequence, and the CLIPs'
+    pooled embeddings."""
+
+    def _encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        embeds, _, pooled, _ = self.pipe.encode_prompt(
+            prompt=texts,
+            prompt_2=None,
+            prompt_3=None,
+            device=self.pipe.device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=False,
+        )
+        return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
+
+
+class FluxPromptEncoder(XLPromptEncoder):
+    """Encodes texts with FLUX's T5 (the sequence) and CLIP (the pooled embedding)."""
+
+    def _encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        embeds, pooled, _ = self.pipe.encode_prompt(
+            prompt=texts, prompt_2=None, device=self.pipe.device, num_images_per_prompt=1
+        )
+        return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
+
+    def condition(self, plan: GenerationPlan, batch: int) -> Conditioning:
+        """FLUX ignores a negative prompt (diffusers uses one only with ``true_cfg_scale``, which doubles the work
+        and which guidance-distilled models were not trained for): --no is the embedding push. A registry
+        entry's plan says so already (``ModelProfile.negative_prompt``); this covers a plan made without it."""
+        if not plan.negative_prompt:
+            return super().condition(plan, batch)
+        pushed = dataclasses.replace(
+            plan, negative_prompt=None, push_away=plan.negative_prompt, push_weight=NO_PUSH_WEIGHT
+        )
+        note = "--no: FLUX has no negative prompt; the prompt's embedding was pushed away from the --no text"
+        return dataclasses.replace(super().condition(pushed, batch), notes=(note,))
+
+
 def encoder_for(pipe: DiffusionPipeline, cache: EmbeddingCache | None = None) -> PromptEncoder | None:
     """The embedding encoder for ``pipe``'s family, or None when only text prompts are possible."""
+    if isinstance(pipe, FluxPipeline):
+        return FluxPromptEncoder(pipe, cache)
+    if isinstance(pipe, StableDiffusion3Pipeline):
+        return SD3PromptEncoder(pipe, cache)
     if isinstance(pipe, StableDiffusionXLPipeline):
         return XLPromptEncoder(pipe, cache)
     if isinstance(pipe, StableDiffusionPipeline):

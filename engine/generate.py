@@ -18,7 +18,6 @@ start from an image and the recipe it was made with, and use the same model (by 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import math
 import os
@@ -34,16 +33,11 @@ from PIL import Image, ImageOps
 
 from engine.callbacks import CancelCheck, ProgressCallback
 from engine.canvas import UPSCALE_FACTOR, Canvas, pan_canvas, size_refusal, square_canvas, upscaled_size, zoom_canvas
-from engine.conditioning import (
-    DEFAULT_EMBEDDING_CACHE_BYTES,
-    encoder_for,
-    generators,
-    starting_noise,
-    text_conditioning,
-)
+from engine.conditioning import DEFAULT_EMBEDDING_CACHE_BYTES, encoder_for, generators, text_conditioning
 from engine.errors import Cancelled, ConfigError, InvalidFollowUp, UnsafeImages
 from engine.grid import compose_grid, separate
 from engine.jobs import Action, PanDirection
+from engine.latents import spatial_unpacker, starting_latents, truncated_schedule
 from engine.loading import LoadedModel, ModelCache, library_versions, pick_device
 from engine.patches import by_patches, patch_boxes
 from engine.plan import GRID_SIZE, GenerationPlan, fit_size, image_prompts_used, plan_generation
@@ -364,10 +358,10 @@ class Engine:
             kwargs.update(self._noise(loaded, plan))
             total = plan.steps_run
             if plan.steps_run < plan.steps:
-                schedule = _truncated_schedule(pipe, plan.steps, plan.steps_run)
+                schedule = truncated_schedule(pipe, plan.steps, plan.steps_run)
                 if schedule is not None:
                     kwargs.pop("num_inference_steps")
-                    kwargs["timesteps"] = schedule
+                    kwargs.update(schedule)
                     settings["stop_method"] = "schedule truncated, last step to a clean image"
                 else:
                     stop_after = plan.steps_run
@@ -492,6 +486,7 @@ class Engine:
     ) -> tuple[LoadedModel, GenerationPlan]:
         """Check the request, load the model, make the plan."""
         check_limits(request)
+        entry.check_supported(request)
         self.blocklist.check(request)
         if cancel is not None and cancel():
             raise Cancelled(0, 0)
@@ -506,21 +501,18 @@ class Engine:
         encoder = encoder_for(loaded.pipe, loaded.embeddings)
         if encoder is not None:
             with torch.inference_mode():
-                kwargs: dict[str, Any] = encoder.condition(plan, batch).kwargs()
-            return kwargs, (), time.perf_counter() - started
+                conditioning = encoder.condition(plan, batch)
+            return conditioning.kwargs(), conditioning.notes, time.perf_counter() - started
         text = text_conditioning(plan, batch)
         notes = (f"Approximated for this model: {', '.join(text.approximated)}",) if text.approximated else ()
         return dict(text.kwargs()), notes, time.perf_counter() - started
 
     def _noise(self, loaded: LoadedModel, plan: GenerationPlan) -> dict[str, Any]:
-        """Starting latents with --chaos's shared component when the latent layout is the UNet's (B, C, h, w);
-        per-image generators otherwise (the pipeline then draws the noise itself)."""
-        unet = getattr(loaded.pipe, "unet", None)
-        if unet is None:
+        """Starting latents with --chaos's shared component, in the denoiser's latent layout (engine.latents);
+        per-image generators for a layout it does not know (the pipeline then draws the noise itself)."""
+        latents = starting_latents(loaded.pipe, plan)
+        if latents is None:
             return {"generator": generators(plan.image_seeds)}
-        factor = loaded.pipe.vae_scale_factor
-        shape = (unet.config.in_channels, plan.height // factor, plan.width // factor)
-        latents = starting_noise(plan, shape)
         return {"latents": latents.to(loaded.device, loaded.dtype)}
 
     def _run(
@@ -537,7 +529,8 @@ class Engine:
         overall: int | None = None,
     ) -> tuple[list[Image.Image], float, float]:
         """Denoise and decode with progress, previews and cancel checks. Returns images, denoise and decode seconds."""
-        previewer = LatentPreviewer(loaded.entry.preview_factors, loaded.preview_decoder(), self.preview_size)
+        unpack = spatial_unpacker(pipe, _output_size(kwargs))
+        previewer = LatentPreviewer(loaded.entry.preview_factors, loaded.preview_decoder(), self.preview_size, unpack)
         reporter = StepReporter(total, progress, cancel, previewer, self.preview_every, stop_after, offset, overall)
         with seamless((loaded.denoiser, loaded.pipe.vae), seamless_edges), torch.inference_mode():
             begun = time.perf_counter()
@@ -618,14 +611,12 @@ def _steps_run(steps: int, strength: float) -> int:
     return min(int(steps * strength), steps)
 
 
-def _truncated_schedule(pipe: DiffusionPipeline, steps: int, steps_run: int) -> list[int] | None:
-    """--stop: the first ``steps_run`` timesteps of the full schedule, for schedulers that take custom
-    timesteps; their last step then lands on a clean (blurrier) image. None when the scheduler cannot."""
-    scheduler = pipe.scheduler
-    if getattr(scheduler, "order", 1) != 1 or "timesteps" not in inspect.signature(scheduler.set_timesteps).parameters:
-        return None
-    scheduler.set_timesteps(steps, device="cpu")
-    return [int(t) for t in scheduler.timesteps[:steps_run]]
+def _output_size(kwargs: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The (width, height) a pipeline call renders: its size arguments, else its starting image's size."""
+    if "width" in kwargs and "height" in kwargs:
+        return int(kwargs["width"]), int(kwargs["height"])
+    images = kwargs.get("image")
+    return images[0].size if images else None
 
 
 def _blend(images: Sequence[Image.Image], size: tuple[int, int]) -> Image.Image:

@@ -45,6 +45,9 @@ class ModelProfile:
     guidance: float = 7.5  # <= 1 means the model runs without classifier-free guidance (turbo models)
     size_multiple: int = 64
     style_prompt: str | None = None  # a "house style" text blended in by --stylize; --style raw turns it off
+    # False for models whose guidance is distilled into them (FLUX.1): no classifier-free guidance, so no
+    # negative prompt, and --no is the embedding push even though guidance is above 1.
+    negative_prompt: bool = True
 
     def __post_init__(self) -> None:
         width, height = self.native_size
@@ -129,7 +132,7 @@ def plan_generation(request: ImagineRequest, profile: ModelProfile, seed: int | 
     steps = max(1, round(profile.steps * request.quality))
     steps_run = max(1, math.ceil(steps * request.stop / 100))
     guidance = _guidance(profile.guidance, request.stylize)
-    use_guidance = guidance > 1.0
+    negative = guidance > 1.0 and profile.negative_prompt  # --no as a negative prompt, else as the push
 
     parts = _normalised(request.parts)
     if profile.style_prompt and request.style != "raw":
@@ -148,9 +151,9 @@ def plan_generation(request: ImagineRequest, profile: ModelProfile, seed: int | 
         steps_run=steps_run,
         guidance_scale=guidance,
         prompt_parts=parts,
-        negative_prompt=request.negative if use_guidance else None,
-        push_away=None if use_guidance else request.negative,
-        push_weight=0.0 if use_guidance or request.negative is None else NO_PUSH_WEIGHT,
+        negative_prompt=request.negative if negative else None,
+        push_away=None if negative else request.negative,
+        push_weight=0.0 if negative or request.negative is None else NO_PUSH_WEIGHT,
         seed=seed,
         image_seeds=tuple((seed + i) % (MAX_SEED + 1) for i in range(GRID_SIZE)),
         shared_noise=CHAOS_SHARED_NOISE * (1 - request.chaos / 100),

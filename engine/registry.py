@@ -41,8 +41,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfigError, UnknownModel
+from engine.errors import ConfigError, PromptError, UnknownModel
 from engine.plan import ModelProfile
+from engine.prompt import ImagineRequest
 
 __all__ = ["DEMO_ALIAS", "FAMILIES", "SCHEDULERS", "Family", "ModelEntry", "ModelNotice", "Registry"]
 
@@ -57,6 +58,10 @@ class Family:
     size_multiple: int = 64
     preview_factors: str = "sd"  # which latent-to-RGB approximation previews use (engine.previews)
     example: str = "a lighthouse at dusk --ar 16:9"  # a prompt that shows what such a model draws
+    # --tile wraps the denoiser's padded convolutions around; a transformer (SD3, FLUX) has none to wrap, and its
+    # attention and position embeddings see the picture's edges as edges, so its pictures would not tile.
+    tiles: bool = True
+    negative_prompt: bool = True  # False: guidance distilled into the model (FLUX.1), --no is the embedding push
 
 
 FAMILIES: dict[str, Family] = {
@@ -66,8 +71,9 @@ FAMILIES: dict[str, Family] = {
     "sd-turbo": Family((512, 512), 1, 0.0),
     "sdxl": Family((1024, 1024), 30, 5.0, preview_factors="sdxl"),
     "sdxl-turbo": Family((512, 512), 1, 0.0, preview_factors="sdxl"),
-    "sd3": Family((1024, 1024), 28, 7.0, size_multiple=16, preview_factors="sd3"),
-    "flux": Family((1024, 1024), 28, 3.5, size_multiple=16, preview_factors="flux"),
+    "sd3": Family((1024, 1024), 28, 7.0, size_multiple=16, preview_factors="sd3", tiles=False),
+    "flux": Family((1024, 1024), 28, 3.5, size_multiple=16, preview_factors="flux", tiles=False,
+                   negative_prompt=False),
     # dreamloom's own tiny model (engine/models/demo): 64x64 pictures of a synthetic world of shapes.
     "demo": Family((64, 64), 20, 4.0, size_multiple=16, preview_factors="demo",
                    example="a large red circle in the top left on a blue background"),
@@ -125,11 +131,23 @@ class ModelEntry:
             guidance=self.guidance,
             size_multiple=self.size_multiple,
             style_prompt=self.style_prompt,
+            negative_prompt=FAMILIES[self.family].negative_prompt,
         )
 
     @property
     def preview_factors(self) -> str:
         return FAMILIES[self.family].preview_factors
+
+    def check_supported(self, request: ImagineRequest) -> None:
+        """Raise ``PromptError`` naming a parameter this model cannot honour. Torch-free, so a front door can
+        refuse before a job exists; the engine checks again before it renders."""
+        if request.tile and not FAMILIES[self.family].tiles:
+            raise PromptError(
+                "--tile",
+                f"--tile is not available on model '{self.alias}' ({self.family}): its transformer has no "
+                "convolutions to wrap around, so its pictures cannot be made to tile; pick a Stable Diffusion "
+                "or SDXL model with --v for seamless patterns",
+            )
 
     @classmethod
     def build(cls, alias: str, settings: Mapping[str, Any], where: str) -> ModelEntry:

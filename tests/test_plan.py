@@ -81,6 +81,9 @@ def test_no_is_a_negative_prompt_with_guidance_and_a_push_without():
     turbo = plan("a street --no cars", TURBO)
     assert (turbo.negative_prompt, turbo.push_away, turbo.push_weight) == (None, "cars", 0.5)
     assert plan("a street", TURBO).push_weight == 0.0
+    distilled = plan("a street --no cars", ModelProfile(guidance=3.5, negative_prompt=False))  # FLUX.1
+    assert (distilled.negative_prompt, distilled.push_away, distilled.push_weight) == (None, "cars", 0.5)
+    assert distilled.guidance_scale == 3.5, "its distilled guidance still applies"
 
 
 def test_weights_are_normalised_to_sum_one():
