@@ -115,6 +115,7 @@ class JobClient:
         check_limits(request)
         self.blocklist.check(request)
         entry = self.registry.resolve(request.model or model)
+        entry.check_supported(request)  # e.g. --tile on a transformer model: refused before a job exists
         seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
         job = Job(
             id=new_job_id(),
@@ -165,6 +166,8 @@ class JobClient:
         if spec.renders:  # a parent admitted before the limits were lowered renders no more than they allow
             check_limits(new_request)
         entry = self.registry.resolve(new_request.model if request is not None and request.model else parent.model)
+        if spec.renders:
+            entry.check_supported(new_request)
         # A grid's images have seeds seed, seed+1 ...: a separated image keeps its own; other follow-ups draw one.
         seed = (parent.seed + (index or 1) - 1) % (MAX_SEED + 1) if not spec.renders else None
         job = Job(

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
 
-from engine.errors import ConfigError, UnknownModel
+from engine.errors import ConfigError, PromptError, UnknownModel
 from engine.jobs import JobStatus
 from engine.null import NullEngine
 from engine.prompt import parse
@@ -255,3 +255,19 @@ def test_dreamloom_worker_names_a_model_it_cannot_serve(tmp_path):
     hostile = dreamloom("worker", "--models", "demo,../../etc", env=env, cwd=tmp_path)
     assert hostile.returncode != 0
     assert "--models: '../../etc' is not a model name" in hostile.stderr
+
+
+def test_a_parameter_the_model_cannot_honour_is_refused_before_a_job_exists(settings, tmp_path):
+    """--tile on a transformer model (SD3, FLUX) is refused at the front door, naming the parameter, instead of
+    a queued job that fails on the worker; a model that tiles still takes it."""
+    path = tmp_path / "models.toml"
+    path.write_text('default = "v6"\n[models.v6]\nsource = "/nowhere/v6"\nfamily = "sd15"\n'
+                    '[models.v7]\nsource = "/nowhere/v7"\nfamily = "flux"\n')  # fmt: skip
+    client = JobClient(settings, registry=Registry.from_toml(path))
+    try:
+        with pytest.raises(PromptError, match=r"--tile is not available on model 'v7' \(flux\)"):
+            client.submit(parse("a tiled floor --tile --v 7"), owner="alice")
+        assert client.jobs_of("alice") == [], "no job was made"
+        assert client.submit(parse("a tiled floor --tile"), owner="alice").status is JobStatus.QUEUED
+    finally:
+        client.close()
