@@ -31,6 +31,7 @@ Keys (prefix ``dreamloom:``)::
     waiting:{family}         sorted set: queued jobs in the order workers take them
     unsent                   set: admitted jobs not yet handed to the broker (recovered after a crash)
     workers:{family}         sorted set: workers by last sign of life
+    workers:{family}:warming sorted set: workers loading and warming their models (not taking jobs yet)
     stats:{family}           hash: moving average of a job's run time
     counts                   hash: how many jobs are in each status (kept by the scripts, for metrics)
     families                 set: the model families jobs were queued for
@@ -493,6 +494,24 @@ class JobStore:
     def workers(self, family: str) -> int:
         since = time.time() - WORKER_ALIVE_SECONDS
         return int(self.redis.zcount(_workers_key(family), since, "+inf"))
+
+    def worker_warming(self, family: str, worker: str, warming: bool = True) -> None:
+        """Announce a worker that is still loading its models (``warming``), or no longer."""
+        key = _workers_key(family) + ":warming"
+        if warming:
+            self.redis.zadd(key, {worker: time.time()})
+        else:
+            self.redis.zrem(key, worker)
+
+    def warming(self, family: str) -> int:
+        """Workers of the family seen recently while warming up."""
+        since = time.time() - WORKER_ALIVE_SECONDS
+        return int(self.redis.zcount(_workers_key(family) + ":warming", since, "+inf"))
+
+    def heartbeat_holder(self, job_id: str) -> str | None:
+        """The token of the attempt that holds the job now (``machine|pid|nonce``), or None."""
+        value = cast(bytes | None, self.redis.get(_heartbeat_key(job_id)))
+        return None if value is None else value.decode()
 
     def counts(self) -> dict[str, int]:
         """How many jobs are in each status now (queued, held, running) or ended so (done, failed, cancelled)."""

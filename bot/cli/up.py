@@ -128,11 +128,15 @@ def stop_on_signals() -> StopSignal:
 
 
 async def _watch_worker(system: LocalJobSystem, stopping: StopSignal, say: Say) -> None:
-    announced = False
+    """Say when the worker is warming (loading its models; jobs wait in the queue) and when it is ready."""
+    announced = warming = False
     while True:
         if not announced and system.worker_ready():
             say("worker       ready")
             announced = True
+        elif not announced and not warming and system.worker_warming():
+            say("worker       warming: loading its models; jobs wait until it is ready")
+            warming = True
         failure = system.worker_failure()
         if failure is not None:
             say(f"dreamloom: {failure}")
