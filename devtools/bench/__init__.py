@@ -3,6 +3,7 @@
     dreamloom bench engine      plain diffusers (A) against dreamloom's engine (B): a GPU's figures
     dreamloom bench jobs        the job path's own overhead against a bare Celery round trip
     dreamloom bench first-job   a newcomer's first ``dreamloom imagine``, cold and warm
+    dreamloom bench overlap     a worker's jobs/s against 1/GPU-time, rendering while it encodes and stores
 
 They come with a checkout (``./dev install``), not with the ``dreamloom`` wheel: ``add_command`` is the
 ``dreamloom.commands`` entry point of the devtools distribution. Each benchmark's module is imported only
@@ -22,6 +23,7 @@ BENCHMARKS = {
     "engine": ("devtools.bench.engine_speed", "plain diffusers (A) against dreamloom's engine (B), on a GPU"),
     "jobs": ("devtools.bench.job_overhead", "the job path's overhead against a bare Celery round trip"),
     "first-job": ("devtools.bench.first_job", "a newcomer's first `dreamloom imagine`, cold and warm"),
+    "overlap": ("devtools.bench.overlap", "a worker's jobs/s against 1/GPU-time, with overlap on and off"),
 }
 
 

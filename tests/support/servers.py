@@ -132,7 +132,8 @@ class WorkerProcess:
         self.concurrency = concurrency
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> WorkerProcess:
+    def start(self, wait: bool = True) -> WorkerProcess:
+        """Start it; with ``wait``, return once it is warm and consuming."""
         args = [
             sys.executable, "-m", "tasks.worker_process", "-A", "tasks.celery_worker", "worker",
             "-P", "threads", "-c", str(self.concurrency), "-Q", ",".join(self.queues),
@@ -141,6 +142,8 @@ class WorkerProcess:
         ]  # fmt: skip
         # its own session: stopping it takes the celery process too; both write to the log
         self.process = spawn(args, env=self.env, cwd=ROOT, log=self.log_file)
+        if not wait:
+            return self
         try:
             self.wait_ready()
         except TimeoutError:
