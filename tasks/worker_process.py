@@ -12,8 +12,8 @@ as its child and starts it again when it ends by a signal or by the hard-limit w
 (``tasks.deadlines.WATCHDOG_EXIT``), after a pause that doubles while it keeps crashing (0.5 s up to 30 s).
 The new run warms up and takes back the unacknowledged jobs of the last (``tasks.warm_start``). Any other
 exit (a bad setting, a model that cannot load, a clean stop) ends the supervisor with the same status.
-SIGTERM and SIGINT are passed on to the worker (Celery's warm and cold shutdown) and end the supervisor
-after it.
+SIGTERM, SIGINT and SIGQUIT are passed on to the worker (Celery's warm and cold shutdowns) and end the
+supervisor after it.
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ def supervise(celery_args: Sequence[str]) -> int:
         if child is not None and child.poll() is None:
             child.send_signal(number)
 
-    signal.signal(signal.SIGTERM, pass_on)
-    signal.signal(signal.SIGINT, pass_on)
+    for number in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):  # warm, and cold shutdowns
+        signal.signal(number, pass_on)
     pause = FIRST_PAUSE
     while True:
         started = time.monotonic()

@@ -4,7 +4,6 @@ and on; here at a tiny size, for the report's shape (its speed is the benchmark'
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -15,7 +14,7 @@ from tests.support.playground import clean_env, dreamloom
 def test_the_overlap_benchmark_runs_every_job_with_overlap_off_and_on(tmp_path):
     out = tmp_path / "overlap.json"
     result = dreamloom("bench", "overlap", "--size", "64", "--jobs", "3", "--gpu", "0.05", "--json", str(out),
-                       env=clean_env(**_checkout()), cwd=tmp_path, timeout=300)  # fmt: skip
+                       env=clean_env(), cwd=tmp_path, timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1/GPU-time" in result.stdout
     report = json.loads(out.read_text())
@@ -31,8 +30,3 @@ def test_the_overlap_benchmark_refuses_bad_options(tmp_path):
     result = dreamloom("bench", "overlap", "--gpu", "0", env=clean_env(), cwd=tmp_path, timeout=60)
     assert result.returncode == 2
     assert "--gpu in (0, 60] seconds" in result.stderr
-
-
-def _checkout() -> dict[str, str]:
-    """PYTHONPATH when the suite runs a checkout ahead of the installed one (a worktree), else nothing."""
-    return {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
