@@ -61,6 +61,7 @@ def _logging(logfile: str | None = None, **_: Any) -> None:
 
 def _warm_start(sender: Any, **_: Any) -> None:
     """Announce the worker as warming, warm its models, take back its lost jobs (see the module's docstring)."""
+    _logging(sender.logfile)  # Celery sets logging up only after worker_init; the warm start's lines count
     queues = sorted(sender.app.amqp.queues.consume_from)
     state.families = sorted({name.split(".")[1] for name in queues if name.count(".") == 2})
     state.hostname = sender.hostname
