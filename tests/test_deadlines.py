@@ -34,7 +34,12 @@ def test_a_render_stuck_past_its_hard_limit_ends_the_process_once_it_reached_a_s
     clock = Clock()
     exits: list[int] = []
     ended = threading.Event()
-    watchdog = Watchdog(interval=0.01, exit=lambda status: (exits.append(status), ended.set()))
+
+    def exit(status: int) -> None:
+        exits.append(status)
+        ended.set()
+
+    watchdog = Watchdog(interval=0.01, exit=exit)
     deadline = Deadline(soft=1, hard=2, load_times=dict, clock=clock)
     with watchdog.watch("job1", deadline):
         clock.now += 60.0  # loading, before the first step: never timed
