@@ -4,7 +4,7 @@ One worker process serves its queues with Celery's threads pool (``DREAMLOOM_WOR
 2 by default) and ONE engine, loaded and warmed before the first job (``tasks.warm_start``). Why threads and
 a lock rather than a process per job: the GPU is the scarce part, and a second process would load every
 model a second time into its memory. With one engine shared by threads, a render lock lets one job at a
-time on the GPU while another thread encodes the previous job's PNGs and uploads them, so the GPU does not
+time on the GPU while another thread encodes the previous job's images and uploads them, so the GPU does not
 wait for the CPU (``dreamloom bench overlap`` measures it). Time limits are the worker's own
 (``tasks.deadlines``): Celery's do not work in threads, and they counted model loading against the job.
 
