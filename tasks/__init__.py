@@ -11,9 +11,13 @@ Client side (torch-free; every front door uses only ``tasks.client``):
     celery_app.py     the Celery configuration both sides share
     settings.py       the job system's environment variables
 
-Worker side (imports the engine, lazily, once per process):
-    worker.py         the Celery task and the JobRunner that renders, stores and finishes a job
+Worker side (imports the engine, once per process):
+    worker.py         the Celery task and the JobRunner that renders, stores and finishes a job; one engine
+                      shared by the pool's threads under a render lock (render one job, encode another)
     celery_worker.py  the app ``celery -A tasks.celery_worker worker`` runs, with logging, metrics, heartbeat
+    warm_start.py     loading and warming the served models before consuming; taking back a crash's jobs
+    deadlines.py      a job's time limit, kept by the worker: load time not counted, a watchdog for hangs
+    worker_process.py the worker's command line, and the supervisor that restarts it after a crash
     fetch.py          a job's image prompts: checked, decoded within limits, kept in storage next to the job
     safe_fetch.py     downloading a member's URL: allowed hosts, public addresses only, one deadline and budget
 

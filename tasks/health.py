@@ -101,20 +101,25 @@ def _probe_storage(settings: Settings) -> Check:
 
 def check_workers(settings: Settings, families: list[str]) -> Check:
     """A worker must have been seen (started or finished a job, or announced itself) recently, for every
-    family; and every model with jobs waiting on its own queue must have a live worker that announces it:
-    no other worker takes them (``tasks.routing``), so they would wait until one returns."""
+    family, and be warm: a worker that is still loading its models says "warming" (it takes no job until it
+    is warm). Every model with jobs waiting on its own queue must have a live worker that announces it: no
+    other worker takes them (``tasks.routing``), so they would wait until one returns."""
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
     try:
         store = JobStore(client)
         alive = {family: store.workers(family) for family in families}
+        warming = [family for family, count in alive.items() if count == 0 and store.warming(family)]
         stranded = {model: count for model, count in sorted(store.waiting_for_models().items())
                     if store.model_workers(model) == 0}  # fmt: skip
     except redis.ConnectionError:
         return Check("workers", False, "cannot tell: Redis is not reachable")
     finally:
         client.close()
-    missing = [family for family, count in alive.items() if count == 0]
+    missing = [family for family, count in alive.items() if count == 0 and family not in warming]
     minutes = WORKER_ALIVE_SECONDS // 60
+    if warming and not missing:
+        return Check("workers", False, f"warming: the worker for {', '.join(warming)} is loading and warming its "
+                                       "models; it takes jobs once that is done")  # fmt: skip
     if missing:
         return Check("workers", False, f"no worker for {', '.join(missing)} seen in {minutes} minutes; start one "
                                        "with `dreamloom worker`")  # fmt: skip

@@ -33,6 +33,7 @@ Keys (prefix ``dreamloom:``)::
     workers:{family}         sorted set: workers by last sign of life
     model-workers:{model}    sorted set: workers that announce the model loaded, by last announcement
     load-seconds             hash: model -> seconds its latest load took (what a job that may load it allows)
+    workers:{family}:warming sorted set: workers loading and warming their models (not taking jobs yet)
     stats:{family}           hash: moving average of a job's run time
     counts                   hash: how many jobs are in each status (kept by the scripts, for metrics)
     families                 set: the model families jobs were queued for
@@ -540,6 +541,24 @@ class JobStore:
                 if queue is not None and model is not None and _text(queue).startswith("dreamloom.model."):
                     found[_text(model)] = found.get(_text(model), 0) + 1
         return found
+
+    def worker_warming(self, family: str, worker: str, warming: bool = True) -> None:
+        """Announce a worker that is still loading its models (``warming``), or no longer."""
+        key = _workers_key(family) + ":warming"
+        if warming:
+            self.redis.zadd(key, {worker: time.time()})
+        else:
+            self.redis.zrem(key, worker)
+
+    def warming(self, family: str) -> int:
+        """Workers of the family seen recently while warming up."""
+        since = time.time() - WORKER_ALIVE_SECONDS
+        return int(self.redis.zcount(_workers_key(family) + ":warming", since, "+inf"))
+
+    def heartbeat_holder(self, job_id: str) -> str | None:
+        """The token of the attempt that holds the job now (``machine|pid|nonce``), or None."""
+        value = cast(bytes | None, self.redis.get(_heartbeat_key(job_id)))
+        return None if value is None else value.decode()
 
     def counts(self) -> dict[str, int]:
         """How many jobs are in each status now (queued, held, running) or ended so (done, failed, cancelled)."""

@@ -29,6 +29,7 @@ __all__ = [
     "IDLE_WORKER_STOP",
     "PRIVATE_UMASK",
     "child_environment",
+    "die_with_parent",
     "is_secret",
     "spawn",
     "stop",
@@ -71,7 +72,7 @@ def _libc() -> ctypes.CDLL | None:
         return None
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:  # runs in the child between fork and exec
     libc = _libc()
     if libc is not None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -123,7 +124,7 @@ def spawn(
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             umask=umask,
         )
     finally:

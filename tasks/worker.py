@@ -1,7 +1,14 @@
 """The worker side: the Celery task, and the JobRunner that renders, stores and finishes one job.
 
-A worker process loads the engine lazily, once, on its first job (never in the parent of a prefork pool:
-CUDA must start in the process that uses it) and reuses it for every job. A job runs to completion once:
+One worker process serves its queues with Celery's threads pool (``DREAMLOOM_WORKER_CONCURRENCY`` threads,
+2 by default) and ONE engine, loaded and warmed before the first job (``tasks.warm_start``). Why threads and
+a lock rather than a process per job: the GPU is the scarce part, and a second process would load every
+model a second time into its memory. With one engine shared by threads, a render lock lets one job at a
+time on the GPU while another thread encodes the previous job's images and uploads them, so the GPU does not
+wait for the CPU (``dreamloom bench overlap`` measures it). Time limits are the worker's own
+(``tasks.deadlines``): Celery's do not work in threads, and they counted model loading against the job.
+
+A job runs to completion once:
 
 1. a job that is already finished or cancelled is acknowledged and skipped (a redelivery);
 2. a job whose ``job.json`` is already stored (a worker died after storing it) is finished from storage;
@@ -9,9 +16,12 @@ CUDA must start in the process that uses it) and reuses it for every job. A job 
    that a thread refreshes while it runs. A job another attempt still holds (its heartbeat is fresh and its
    process alive) is not rendered again: the delivery is retried later (``StillRunning``). Past
    ``max_attempts`` (the job keeps killing its workers) it fails;
-4. the engine renders it with progress events, the artifacts go to the worker's spool folder, then to
-   storage (retried), and the job finishes with its event in one atomic step. If storing fails for good,
-   the job fails with the reason and the files stay in the spool, where a redelivery picks them up.
+4. the engine renders it under the render lock, with progress events and its deadline checked at every
+   step; the artifacts are encoded (outside the lock) into the worker's spool folder, then go to storage
+   (retried), and the job finishes with its event in one atomic step. If storing fails for good, the job
+   fails with the reason and the files stay in the spool, where a redelivery picks them up. The message is
+   acknowledged only after that (acks late), so a worker killed between render and upload loses nothing:
+   after its restart the job is delivered again and finished from the spool.
 """
 
 from __future__ import annotations
@@ -31,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from celery.exceptions import SoftTimeLimitExceeded
 from PIL import Image
 from redis import Redis
 from redis.exceptions import RedisError
@@ -46,6 +55,7 @@ from engine.recipe import Recipe
 from engine.results import GenerationResult
 from tasks.artifacts import MANIFEST, encode_preview, file_name, prepare, read_image, read_manifest, upload
 from tasks.celery_app import PING_TASK, RENDER_TASK, make_celery
+from tasks.deadlines import Deadline, OverTime, Watchdog
 from tasks.events import EventType, JobEvent
 from tasks.fetch import ImagePrompts, KeptImage, kept_images, policy_from_settings
 from tasks.file_storage import Storage, artifact_key, storage_from_settings
@@ -53,10 +63,10 @@ from tasks.job_store import JobStore, StillRunning
 from tasks.logs import job_context
 from tasks.metrics import FINISHED, STAGE_SECONDS, record_gpu_memory, record_model_loads
 from tasks.records import Job
-from tasks.routing import Dispatcher
+from tasks.routing import Dispatcher, time_limits
 from tasks.settings import Settings
 
-__all__ = ["JobRunner", "Spool", "WorkerRuntime", "create_worker_app"]
+__all__ = ["JobRunner", "Spool", "WorkerRuntime", "create_worker_app", "process_gone"]
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +97,9 @@ def create_worker_app(
 
 
 class WorkerRuntime:
-    """What a worker process keeps between jobs: connections and the engine, built on first use in the
-    process that uses them (a forked pool child builds its own)."""
+    """What a worker process keeps between jobs: connections, the engine (built once; a worker builds and
+    warms it before it consumes, ``tasks.warm_start``), the render lock its threads share and the watchdog of
+    stuck renders. Built again in a forked child, which must not use its parent's connections or CUDA."""
 
     def __init__(
         self, settings: Settings, app: Celery, engine_factory: Callable[[], ImageEngine] | None = None
@@ -99,6 +110,9 @@ class WorkerRuntime:
         self._pid: int | None = None
         self._runner: JobRunner | None = None
         self._engine: ImageEngine | None = None
+        self._engine_lock = threading.Lock()
+        self.render_lock = threading.Lock()  # one job at a time on the GPU
+        self.watchdog = Watchdog()
 
     def runner(self) -> JobRunner:
         if self._runner is None or self._pid != os.getpid():
@@ -110,16 +124,19 @@ class WorkerRuntime:
                 storage=storage_from_settings(self.settings),
                 dispatcher=Dispatcher(self.app, store, self.settings, RENDER_TASK),
                 engine=self.engine,
+                render_lock=self.render_lock,
+                watchdog=self.watchdog,
             )
             self._pid = os.getpid()
         return self._runner
 
     def engine(self) -> ImageEngine:
-        if self._engine is None:
-            started = time.perf_counter()
-            self._engine = self.engine_factory()
-            log.info("engine ready in %.2fs (pid %d)", time.perf_counter() - started, os.getpid())
-        return self._engine
+        with self._engine_lock:  # two threads asking at once build one engine
+            if self._engine is None:
+                started = time.perf_counter()
+                self._engine = self.engine_factory()
+                log.info("engine ready in %.2fs (pid %d)", time.perf_counter() - started, os.getpid())
+            return self._engine
 
 
 class Spool:
@@ -159,12 +176,16 @@ class JobRunner:
         storage: Storage,
         dispatcher: Dispatcher,
         engine: Callable[[], ImageEngine],
+        render_lock: threading.Lock | None = None,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.storage = storage
         self.dispatcher = dispatcher
         self.engine = engine
+        self.render_lock = render_lock or threading.Lock()
+        self.watchdog = watchdog or Watchdog()
         self.spool = Spool(settings.spool_dir)
         self.image_prompts = ImagePrompts(storage, policy_from_settings(settings), settings.image_max_pixels)
 
@@ -225,7 +246,8 @@ class JobRunner:
                 log.warning("job %s: %s: %s", job.id, type(exc).__name__, exc)
             self._fail(job, exc.public)
             return
-        except SoftTimeLimitExceeded:
+        except OverTime as exc:
+            log.info("job %s: %s", job.id, exc)
             self._fail(job, f"The job took longer than its time limit; {ACTIONS[job.action].too_slow}")
             return
         except Exception as exc:
@@ -252,7 +274,7 @@ class JobRunner:
         try:
             attempts, _ = self.store.begin(job, worker, self.settings.max_attempts, started.fields(), hold)
         except StillRunning as busy:
-            if not _process_gone(busy.holder):
+            if not process_gone(busy.holder):
                 raise
             log.info("job %s: its last attempt's process is gone; taking it over", job.id)
             attempts, _ = self.store.begin(job, worker, self.settings.max_attempts, started.fields(), hold,
@@ -299,7 +321,15 @@ class JobRunner:
             else:
                 image, recipe = self._source_image(job, parent_manifest, recipe)
                 work = dataclasses.replace(work, image=image, recipe=recipe)
-        return spec.run(self.engine(), work), kept
+        engine = self.engine()
+        soft, hard = time_limits(job.work, self.settings)
+        with self.render_lock:  # the clock starts when the job has the GPU, not while it waits for it
+            # an engine that loads nothing may leave load_times out (the tests' minimal engines do)
+            deadline = Deadline(soft, hard, getattr(engine, "load_times", dict))
+            asked_to_cancel = work.cancel
+            work = dataclasses.replace(work, cancel=lambda: _checked(deadline, asked_to_cancel))
+            with self.watchdog.watch(job.id, deadline):
+                return spec.run(engine, work), kept
 
     def _source_image(self, job: Job, parent_manifest: dict[str, Any], recipe: Recipe) -> tuple[Image.Image, Recipe]:
         """The image a follow-up starts from: image N of the parent's grid (stored losslessly on its own), or the
@@ -409,7 +439,7 @@ def _machine() -> str | None:
 _THIS_MACHINE = _machine()
 
 
-def _process_gone(holder: str) -> bool:
+def process_gone(holder: str) -> bool:
     """True when a heartbeat's holder is a process of this machine that has ended (killed mid-job): its
     job need not wait for the heartbeat to lapse."""
     machine, _, rest = holder.partition("|")
@@ -448,6 +478,12 @@ class _Progress:
         self.pending_preview = False
         event = JobEvent(EventType.PROGRESS, self.job.id, self.job.owner, self.job.channel, percent, preview_bytes)
         self.runner.store.set_progress(self.job.id, percent, preview_bytes, event.fields())
+
+
+def _checked(deadline: Deadline, cancel: Callable[[], bool] | None) -> bool:
+    """The engine's per-step cancel check, which also keeps the job's deadline (raises ``OverTime``)."""
+    deadline.check()
+    return cancel is not None and cancel()
 
 
 def _files_of(manifest: dict[str, Any]) -> dict[str, str]:

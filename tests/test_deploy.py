@@ -256,7 +256,7 @@ def test_workers_get_one_gpu_each_and_time_to_finish_their_job():
     worker = compose()["services"]["worker"]
     device = worker["deploy"]["resources"]["reservations"]["devices"][0]
     assert (device["driver"], device["capabilities"], len(device["device_ids"])) == ("nvidia", ["gpu"], 1)
-    assert worker["environment"]["DREAMLOOM_WORKER_CONCURRENCY"] == "1"
+    assert worker["environment"]["DREAMLOOM_WORKER_CONCURRENCY"] == "2"
     assert "model-cache:/models" in worker["volumes"]
     assert worker["environment"]["HF_HOME"] == "/models"
     assert int(worker["stop_grace_period"].removesuffix("m")) * 60 > job_seconds

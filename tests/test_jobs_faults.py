@@ -1,5 +1,6 @@
-"""Faults injected into a running system: real `celery worker` subprocesses (prefork), a real redis-server
-with AOF, and the S3 server taken away and brought back. Nothing may be lost or run twice to completion."""
+"""Faults injected into a running system: real workers (the supervisor and its `celery worker`, threads pool)
+killed and restarted, a real redis-server with AOF, and the S3 server taken away and brought back. Nothing
+may be lost or run twice to completion."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,11 +19,12 @@ from engine.prompt import parse
 from engine.registry import Registry
 from tasks.client import JobClient
 from tasks.events import EventType
+from tasks.health import check_workers
 from tasks.routing import worker_queues
 from tests.conftest import settings_env
 from tests.support.servers import RedisServer, WorkerProcess, wait_until
 
-pytestmark = pytest.mark.slow  # real prefork workers, killed and restarted
+pytestmark = pytest.mark.slow  # real workers, killed and restarted
 
 
 @pytest.fixture
@@ -32,10 +35,10 @@ def workers(tmp_path: Path) -> Iterator[list[WorkerProcess]]:
         worker.stop()
 
 
-def start_worker(workers, settings, registry_file, tmp_path, name="worker", **env) -> WorkerProcess:
+def start_worker(workers, settings, registry_file, tmp_path, name="worker", wait=True, **env) -> WorkerProcess:
     log_file = tmp_path / f"{name}-{len(workers)}.log"
     worker = WorkerProcess(settings_env(settings, registry_file, **env), worker_queues(["sd15"]), log_file)
-    workers.append(worker.start())
+    workers.append(worker.start(wait=wait))
     return worker
 
 
@@ -45,6 +48,14 @@ def done_events(client: JobClient, job_id: str) -> list[EventType]:
         kinds += [e.type for e in batch if e.job_id == job_id]
         client.events.ack("faults", *[e.id for e in batch if e.id])
     return kinds
+
+
+def _all_events(client: JobClient) -> list[Any]:
+    events = []
+    while batch := client.events.read("faults", "reader", count=100, block_ms=50):
+        events += batch
+        client.events.ack("faults", *[e.id for e in batch if e.id])
+    return events
 
 
 def test_a_worker_killed_mid_job_is_replaced_and_the_job_finishes_once(
@@ -67,10 +78,72 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_job_finishes_once(
     final = client.get(job.id)
     assert final.status is JobStatus.DONE
     assert final.attempts == 2, "redelivered once after the kill"
-    assert int(pid_file.read_text()) != victim, "a new pool process ran it"
+    assert int(pid_file.read_text()) != victim, "the supervisor started a new worker process, which ran it"
     assert done_events(client, job.id).count(EventType.DONE) == 1
     assert client.artifact(job.id, "grid")[:3] == b"\xff\xd8\xff", "the grid is kept as the JPEG the bot posts"
     assert "SIGKILL" in worker.log()
+
+
+def test_a_worker_killed_between_render_and_upload_loses_nothing(
+    client, settings, registry_file, tmp_path, workers, s3_server
+):
+    """Overlap: while the first job waits to upload (storage is away), the second renders; then the worker is
+    killed. After the supervisor restarts it, both jobs finish, the first from its spool without a second render."""
+    pid_file, renders = tmp_path / "engine.pid", tmp_path / "renders.txt"
+    patient = dataclasses.replace(settings, storage_retry_seconds=120.0)
+    worker = start_worker(
+        workers, patient, registry_file, tmp_path,
+        DREAMLOOM_ENGINE_FACTORY="tests.support.fake_engines:slow_engine",
+        DREAMLOOM_TEST_STEP_SECONDS="0.3",
+        DREAMLOOM_TEST_PID_FILE=str(pid_file),
+        DREAMLOOM_TEST_RENDERS=str(renders),
+    )  # fmt: skip
+    first = client.submit(parse("a lighthouse --seed 6"), owner="alice")
+    wait_until(lambda: client.get(first.id).status is JobStatus.RUNNING, timeout=120, what="the first job to start")
+    s3_server.stop()
+    try:
+        wait_until(lambda: "storage: could not store" in worker.log(), timeout=60, what="the first job's upload")
+        second = client.submit(parse("a harbour --seed 7 --q 2"), owner="bob")
+        wait_until(lambda: client.get(second.id).progress > 0, timeout=60, what="the second job to render")
+        assert not client.get(first.id).finished, "the first job still waits for storage: the two overlap"
+        victim = int(pid_file.read_text())
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: worker.children() and victim not in worker.children(), timeout=30, what="a restart")
+    finally:
+        s3_server.start()
+
+    wait_until(lambda: client.get(first.id).finished and client.get(second.id).finished, timeout=180,
+               what="both jobs to finish after the restart")  # fmt: skip
+    assert [client.get(job.id).status for job in (first, second)] == [JobStatus.DONE] * 2
+    assert client.get(first.id).attempts == 2
+    drawn = renders.read_text().splitlines()
+    assert drawn.count("a lighthouse") == 1, "the first job was finished from its spool, not drawn again"
+    assert drawn.count("a harbour") == 2, "the second was drawn again: it was killed mid-render"
+    finals = [e.job_id for e in _all_events(client) if e.type is EventType.DONE]
+    assert (finals.count(first.id), finals.count(second.id)) == (1, 1), "one done event each"
+    assert client.artifact(first.id, "manifest")
+
+
+def test_a_worker_warms_its_models_before_it_takes_a_job_and_loading_never_counts(
+    client, settings, registry_file, tmp_path, workers
+):
+    """Loading takes 4 s, longer than the job's whole limit (3 s): the worker says "warming" meanwhile, and
+    the first job, sent while it warms, waits for it and succeeds."""
+    strict = dataclasses.replace(settings, max_job_seconds=3)
+    worker = start_worker(
+        workers, strict, registry_file, tmp_path, wait=False,
+        DREAMLOOM_ENGINE_FACTORY="tests.support.fake_engines:slow_loading_engine",
+        DREAMLOOM_TEST_LOAD_SECONDS="4",
+        DREAMLOOM_TEST_STEP_SECONDS="0.01",
+    )  # fmt: skip
+    job = JobClient(strict, registry=Registry.from_toml(registry_file)).submit(parse("a cat --seed 8"), owner="alice")
+    wait_until(lambda: check_workers(strict, ["sd15"]).detail.startswith("warming"), timeout=60, what="warming")
+    assert client.get(job.id).status is JobStatus.QUEUED, "no job is taken while the worker warms"
+    worker.wait_ready()
+    assert "warmed model v6" in worker.log()
+    wait_until(lambda: client.get(job.id).finished, timeout=60, what="the first job")
+    assert (client.get(job.id).status, client.get(job.id).error) == (JobStatus.DONE, None)
+    assert check_workers(strict, ["sd15"]).ok
 
 
 def test_storage_unreachable_mid_job_is_retried_and_the_job_finishes(

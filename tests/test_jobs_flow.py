@@ -12,7 +12,6 @@ from typing import Any
 
 import boto3
 import pytest
-from celery.exceptions import SoftTimeLimitExceeded
 from PIL import Image
 
 from engine.actions import ACTIONS, FollowUpOptions
@@ -269,17 +268,49 @@ def test_bad_input_gets_clear_errors_and_changes_nothing(client, registry_file, 
 
 
 class _VariationsTooSlow(NullEngine):
-    def vary(self, *args: Any, **kwargs: Any) -> Any:
-        raise SoftTimeLimitExceeded()  # what Celery raises inside a job that runs past its soft time limit
+    def vary(self, *args: Any, cancel: Any = None, **kwargs: Any) -> Any:
+        while not cancel():  # steps that never end; the worker's deadline, kept at each step, stops them
+            time.sleep(0.05)
+        raise AssertionError("cancelled instead of stopped by the deadline")
 
 
-def test_a_job_past_its_time_limit_says_what_can_be_done_for_its_own_action(client, registry_file, start_thread_worker):
-    start_thread_worker(job_engine=_VariationsTooSlow(Registry.from_toml(registry_file)))
+def test_a_job_past_its_time_limit_says_what_can_be_done_for_its_own_action(
+    client, settings, registry_file, start_thread_worker
+):
+    strict = dataclasses.replace(settings, max_job_seconds=1)
+    start_thread_worker(job_engine=_VariationsTooSlow(Registry.from_toml(registry_file)), job_settings=strict)
     grid = finished(client, client.submit(parse("a cat --seed 2"), owner="alice").id)
     varied = finished(client, client.follow_up(grid.id, Action.VARY_STRONG, owner="alice", index=1).id)
     assert varied.status is JobStatus.FAILED
     assert varied.error == f"The job took longer than its time limit; {ACTIONS[Action.VARY_STRONG].too_slow}"
     assert "--q" not in varied.error, "no advice about a prompt a button cannot change"
+
+
+class _LoadsInTheJob(NullEngine):
+    """Its model "loads" inside the first job, for longer than the job's whole limit (a model swapped in)."""
+
+    def __init__(self, registry: Registry, seconds: float) -> None:
+        super().__init__(registry)
+        self.seconds = seconds
+        self.loaded: dict[str, float] = {}
+
+    def load_times(self) -> dict[str, float]:
+        return dict(self.loaded)
+
+    def imagine(self, request: Any, **options: Any) -> Any:
+        if not self.loaded:
+            time.sleep(self.seconds)
+            self.loaded["v6"] = self.seconds
+        return super().imagine(request, **options)
+
+
+def test_a_model_loaded_inside_a_job_does_not_count_against_its_time_limit(
+    client, settings, registry_file, start_thread_worker
+):
+    strict = dataclasses.replace(settings, max_job_seconds=1)
+    start_thread_worker(job_engine=_LoadsInTheJob(Registry.from_toml(registry_file), 2.0), job_settings=strict)
+    job = finished(client, client.submit(parse("a cat --seed 3"), owner="alice").id)
+    assert (job.status, job.error) == (JobStatus.DONE, None), "2 s of loading, 1 s limit: the load is not counted"
 
 
 def test_a_redelivered_job_whose_result_exists_is_not_rendered_again(client, settings):

@@ -58,8 +58,8 @@ def test_a_worker_exposes_metrics_and_health_after_a_job(client, settings, regis
             assert series in metrics, series
         status, health = fetch(f"http://127.0.0.1:{port}/healthz")
         assert status == 200
-        assert {c["name"]: c["ok"] for c in json.loads(health)["checks"]} == {"redis": True, "storage": True,
-                                                                              "workers": True}  # fmt: skip
+        checks = {c["name"]: c["ok"] for c in json.loads(health)["checks"]}
+        assert checks == {"redis": True, "storage": True, "workers": True, "warm": True}
         assert fetch(f"http://127.0.0.1:{port}/livez") == (200, "ok\n")
         assert f"job={job.id}" in worker.log(), "log lines carry the job id"
     finally:

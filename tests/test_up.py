@@ -140,6 +140,9 @@ def test_up_with_nothing_configured(newcomer):
         grid = finished(url, job["id"])
         assert grid["status"] == "done", grid
         assert http(url + grid["image"])[1][:3] == b"\xff\xd8\xff"
+        wait_until(lambda: "worker       ready" in up.output(), timeout=10, what="the banner's worker line")
+        banner = up.output()
+        assert banner.index("worker       warming") < banner.index("worker       ready"), "warm before it takes jobs"
         image = http(f"{url}/api/jobs/{job['id']}/actions", {"action": "separate", "index": 1})[1]["job"]
         assert image["status"] == "done"
         variation = http(f"{url}/api/jobs/{job['id']}/actions", {"action": "vary_strong", "index": 2})[1]["job"]

@@ -132,15 +132,15 @@ def test_commands_find_a_running_service_from_any_folder_and_ask_when_several_ru
 
 def test_the_worker_command_serves_every_family_fast_first():
     command = worker_command(["sdxl", "sd15", "sd15"], concurrency=1, name="w@h")
-    assert command[:6] == [sys.executable, "-m", "celery", "-A", "tasks.celery_worker", "worker"]
-    assert command[command.index("-P") + 1] == "prefork"
+    assert command[:6] == [sys.executable, "-m", "tasks.worker_process", "-A", "tasks.celery_worker", "worker"]
+    assert command[command.index("-P") + 1] == "threads", "one engine, shared by the jobs in hand"
     assert command[command.index("-c") + 1] == "1"
     queues = command[command.index("-Q") + 1]
     assert queues == "dreamloom.sd15.fast,dreamloom.sdxl.fast,dreamloom.sd15.relax,dreamloom.sdxl.relax"
 
 
 def test_service_settings_from_the_environment():
-    assert ServiceSettings.from_env({}) == ServiceSettings(Path("dreamloom-data"), "127.0.0.1", 8188, "local", 1)
+    assert ServiceSettings.from_env({}) == ServiceSettings(Path("dreamloom-data"), "127.0.0.1", 8188, "local", 2)
     custom = ServiceSettings.from_env(
         {"DREAMLOOM_DATA_DIR": "/srv/dl", "DREAMLOOM_WEB_HOST": "0.0.0.0", "DREAMLOOM_WEB_PORT": "80",
          "DREAMLOOM_USER": "ops-team", "DREAMLOOM_WORKER_CONCURRENCY": "2"}

@@ -186,6 +186,8 @@ def _waiting(connection: Connection, job: Job) -> str:
     if job.status is JobStatus.RUNNING:
         return "running"
     if connection.system is not None and not connection.system.worker_ready():
+        if connection.system.worker_warming():
+            return "waiting for the worker to load its models"
         return "waiting for the worker to start"
     if job.status is JobStatus.QUEUED:
         position = connection.client.queue_info(job.id).position

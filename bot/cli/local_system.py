@@ -115,12 +115,20 @@ class LocalJobSystem:
         return JobClient(self.settings, registry=self.registry)
 
     def worker_ready(self) -> bool:
+        """Whether the worker is warm and consuming (Celery's "ready." comes after the warm start)."""
+        return self._log_has(b" ready.")
+
+    def _log_has(self, text: bytes) -> bool:
         try:
             with self.worker_log.open("rb") as handle:
                 handle.seek(self._log_start)
-                return b" ready." in handle.read()
+                return text in handle.read()
         except OSError:
             return False
+
+    def worker_warming(self) -> bool:
+        """Whether the worker has started loading and warming its models (``tasks.celery_worker``)."""
+        return self._log_has(b"warming up:")
 
     def worker_failure(self) -> str | None:
         """Why the worker is gone, or None while it runs."""

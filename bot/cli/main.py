@@ -136,7 +136,12 @@ def _add_service_commands(commands: argparse._SubParsersAction[argparse.Argument
         help="run a Celery worker for the configured models (production)",
         description="Run a GPU worker: celery worker on the queues of the registry's model families.",
     )
-    worker.add_argument("--concurrency", type=int, help="jobs at once (default DREAMLOOM_WORKER_CONCURRENCY or 1)")
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        help="jobs in hand at once: one renders on the GPU while the others encode and upload "
+        "(default DREAMLOOM_WORKER_CONCURRENCY or 2; 1: no overlap)",
+    )
     worker.add_argument("--families", help="comma-separated model families to serve (default: the registry's)")
     worker.add_argument(
         "--models",

@@ -45,7 +45,9 @@ class ServiceSettings:
     web_host: str = "127.0.0.1"
     web_port: int = 8188
     user: str = "local"
-    worker_concurrency: int = 1
+    # jobs a worker holds at once, sharing one engine: one renders while the others encode and upload
+    # (tasks.worker); 1: no overlap
+    worker_concurrency: int = 2
     # Host names the playground answers to besides the loopback names and web_host (bot.web.guard).
     web_allowed_hosts: tuple[str, ...] = ()
     # Whether the data folder was named (DREAMLOOM_DATA_DIR or --data-dir) rather than the default: a command

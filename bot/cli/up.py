@@ -129,9 +129,13 @@ def stop_on_signals() -> StopSignal:
 
 
 async def _watch_worker(system: LocalJobSystem, stopping: StopSignal, say: Say) -> None:
-    announced = False
+    """Say when the worker is warming (loading its models; jobs wait in the queue) and when it is ready."""
+    announced = warming = False
     while True:
-        if not announced and system.worker_ready():
+        if not warming and system.worker_warming():  # its log says so before it says ready
+            say("worker       warming: loading its models; jobs wait until it is ready")
+            warming = True
+        if warming and not announced and system.worker_ready():
             say("worker       ready")
             announced = True
         failure = system.worker_failure()

@@ -4,6 +4,7 @@
     dreamloom bench jobs        the job path's own overhead against a bare Celery round trip
     dreamloom bench first-job   a newcomer's first ``dreamloom imagine``, cold and warm
     dreamloom bench gpu         the prepared check of a CUDA machine in one run of at most 8 minutes
+    dreamloom bench overlap     a worker's jobs/s against 1/GPU-time, rendering while it encodes and stores
 
 They come with a checkout (``./dev install``), not with the ``dreamloom`` wheel: ``add_command`` is the
 ``dreamloom.commands`` entry point of the devtools distribution. Each benchmark's module is imported only
@@ -24,6 +25,7 @@ BENCHMARKS = {
     "jobs": ("devtools.bench.job_overhead", "the job path's overhead against a bare Celery round trip"),
     "first-job": ("devtools.bench.first_job", "a newcomer's first `dreamloom imagine`, cold and warm"),
     "gpu": ("devtools.bench.gpu_check", "the prepared check of a CUDA machine: engine, a job, A vs B, memory"),
+    "overlap": ("devtools.bench.overlap", "a worker's jobs/s against 1/GPU-time, with overlap on and off"),
 }
 
 

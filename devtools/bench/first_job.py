@@ -8,7 +8,8 @@ cache is: a machine's very first run after boot also reads torch from disk, whic
 Warm: the same command against a ``dreamloom up`` that is already running, as later jobs go.
 
 For each run it prints the wall time of the whole command and where the time went, from the worker's log:
-until the worker was ready (Python, Celery and the engine's imports), the render itself as Celery timed it,
+until the worker was ready (Python, Celery, the engine's imports, and loading and warming the model: a worker
+takes no job before, see tasks.warm_start), the render itself as Celery timed it,
 and the rest (the command's own start, submitting, following, storing, stopping the service it started).
 """
 

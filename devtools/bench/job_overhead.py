@@ -1,6 +1,6 @@
 """``dreamloom bench jobs``: the job path's own overhead on real servers, against a bare Celery round trip.
 
-Starts a private redis-server, a Celery worker as ``dreamloom worker`` runs it (prefork) and, for the S3
+Starts a private redis-server, a Celery worker as ``dreamloom worker`` runs it (threads pool) and, for the S3
 runs, moto's S3 server (from the dev extra) spoken to over HTTP. For each storage and engine it measures:
 
 - the reference: a bare Celery task round trip (``dreamloom.ping``: sent, run, answered on a Redis list);
@@ -282,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--storage", default="both", help="local, s3 or both (default both)")
     parser.add_argument("--engine", default="both", help="null, tiny or both (default both)")
     parser.add_argument("--size", type=int, default=512, help="the null engine's image size (default 512)")
-    parser.add_argument("--concurrency", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--concurrency", type=int, default=1, help="worker threads, one engine (default 1)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
         "--tiny-model", type=Path, help="a tiny pipeline folder for the tiny engine (default: one built for the run)"

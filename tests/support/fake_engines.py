@@ -25,7 +25,7 @@ class _Wrapped:
 class SlowEngine(_Wrapped):
     """Sleeps at every step (``step_seconds``, or DREAMLOOM_TEST_STEP_SECONDS in a worker subprocess), and
     writes its pid to DREAMLOOM_TEST_PID_FILE when a job starts, so a test can act (kill, cut storage off)
-    while a job is running."""
+    while a job is running; with DREAMLOOM_TEST_RENDERS, appends each prompt it renders to that file."""
 
     def __init__(self, engine: Any, step_seconds: float | None = None) -> None:
         super().__init__(engine)
@@ -35,6 +35,10 @@ class SlowEngine(_Wrapped):
         pid_file = os.environ.get("DREAMLOOM_TEST_PID_FILE")
         if pid_file:
             Path(pid_file).write_text(str(os.getpid()))
+        renders = os.environ.get("DREAMLOOM_TEST_RENDERS")
+        if renders:  # one line per render: a test counts how often a prompt was drawn
+            with Path(renders).open("a") as handle:
+                handle.write(request.prompt + "\n")
         delay = self.step_seconds or float(os.environ.get("DREAMLOOM_TEST_STEP_SECONDS", "0.5"))
         progress = options.pop("progress", None)
 
@@ -61,3 +65,9 @@ def slow_engine() -> SlowEngine:
 
 def poison_engine() -> PoisonEngine:
     return PoisonEngine(Engine.from_env())
+
+
+def slow_loading_engine() -> SlowEngine:
+    """The slow engine, built after DREAMLOOM_TEST_LOAD_SECONDS of "loading" (as a large model from disk)."""
+    time.sleep(float(os.environ.get("DREAMLOOM_TEST_LOAD_SECONDS", "0")))
+    return slow_engine()

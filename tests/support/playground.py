@@ -46,8 +46,9 @@ def dreamloom(*args: str, env: dict[str, str], cwd: Path, timeout: float = 120) 
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The environment of a fresh shell: none of dreamloom's variables unless given."""
-    keep = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "TMPDIR", "XDG_STATE_HOME")
+    """The environment of a fresh shell: none of dreamloom's variables unless given. PYTHONPATH stays, so a
+    checkout run ahead of the installed one (a git worktree) runs its own code in the commands too."""
+    keep = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "TMPDIR", "XDG_STATE_HOME", "PYTHONPATH")
             if name in os.environ}  # fmt: skip
     return {**keep, "HF_HUB_OFFLINE": "1", **extra}
 

