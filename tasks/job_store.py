@@ -376,6 +376,15 @@ class JobStore:
             raise StillRunning(job.id, _text(result[1]), max(0.0, int(result[2]) / 1000))
         return int(result[0]), _text(result[1])
 
+    def render_begins(self, job_id: str) -> int:
+        """A render of the job begins (it holds the GPU): how many of its earlier renders began and never
+        ended, since they died with their worker (``render_ended`` was never called for them)."""
+        return int(self.redis.hincrby(_job_key(job_id), "unended-renders", 1)) - 1
+
+    def render_ended(self, job_id: str) -> None:
+        """The render that began last ended in this process (with images or with an error)."""
+        self.redis.hincrby(_job_key(job_id), "unended-renders", -1)
+
     def beat(self, job_id: str, token: str, seconds: float) -> bool:
         """Refresh this attempt's heartbeat; False when it is no longer this attempt's (it lapsed and another
         attempt took the job over)."""

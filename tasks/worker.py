@@ -14,8 +14,9 @@ A job runs to completion once:
 2. a job whose ``job.json`` is already stored (a worker died after storing it) is finished from storage;
 3. otherwise an attempt starts (its ``started`` event in the same step), holding the job with a heartbeat
    that a thread refreshes while it runs. A job another attempt still holds (its heartbeat is fresh and its
-   process alive) is not rendered again: the delivery is retried later (``StillRunning``). Past
-   ``max_attempts`` (the job keeps killing its workers) it fails;
+   process alive) is not rendered again: the delivery is retried later (``StillRunning``). A job whose
+   renders keep killing its worker fails after ``max_attempts`` renders (``GivenUp``: renders, not
+   deliveries, so the job beside it in an overlapping worker is not blamed);
 4. the engine renders it under the render lock, with progress events and its deadline checked at every
    step; the artifacts are encoded (outside the lock) into the worker's spool folder, then go to storage
    (retried), and the job finishes with its event in one atomic step. If storing fails for good, the job
@@ -66,7 +67,7 @@ from tasks.records import Job
 from tasks.routing import Dispatcher, time_limits
 from tasks.settings import Settings
 
-__all__ = ["JobRunner", "Spool", "WorkerRuntime", "create_worker_app", "process_gone"]
+__all__ = ["GivenUp", "JobRunner", "Spool", "WorkerRuntime", "create_worker_app", "process_gone"]
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,23 @@ class Spool:
         shutil.rmtree(self.root / job_id, ignore_errors=True)
 
 
+class GivenUp(DreamloomError):
+    """A job whose renders keep ending their worker (a driver fault, memory): given up after ``max_attempts``.
+
+    Counted in renders that never ended, not in deliveries: with overlap a job is also cut down when the job
+    beside it kills the worker while it waits for the GPU or encodes and stores its files, and that must not
+    count against it. Deliveries
+    are still capped (``DELIVERIES_PER_RENDER`` times as many), for a job that ends its worker before it
+    reaches the GPU."""
+
+    def __init__(self, times: int) -> None:
+        super().__init__(f"The job stopped its worker {times} times and was given up; it may be too large for this "
+                         "server, try a smaller size or fewer steps")  # fmt: skip
+
+
+DELIVERIES_PER_RENDER = 2
+
+
 class JobRunner:
     """Runs one job from its record to its final status and event."""
 
@@ -185,6 +203,7 @@ class JobRunner:
         self.dispatcher = dispatcher
         self.engine = engine
         self.render_lock = render_lock or threading.Lock()
+        self._delivery_cap = DELIVERIES_PER_RENDER * settings.max_attempts
         self.watchdog = watchdog or Watchdog()
         self.spool = Spool(settings.spool_dir)
         self.image_prompts = ImagePrompts(storage, policy_from_settings(settings), settings.image_max_pixels)
@@ -220,12 +239,8 @@ class JobRunner:
         if attempts == 0:
             log.info("job %s: cancelled or finished before it started", job.id)
             return
-        if attempts > self.settings.max_attempts:
-            self._fail(
-                job,
-                f"The job stopped its worker {attempts - 1} times and was given up; "
-                "it may be too large for this server, try a smaller size or fewer steps",
-            )
+        if attempts > self._delivery_cap:
+            self._fail(job, str(GivenUp(attempts - 1)))
             return
         log.info("attempt %d on %s (%s, %s)", attempts, worker, job.action.value, job.model)
         if attempts == 1 and job.queued_at is not None:
@@ -272,12 +287,12 @@ class JobRunner:
         """Start an attempt held by ``heartbeat``; a holder whose process is gone is taken over at once."""
         hold = (heartbeat.token, heartbeat.seconds)
         try:
-            attempts, _ = self.store.begin(job, worker, self.settings.max_attempts, started.fields(), hold)
+            attempts, _ = self.store.begin(job, worker, self._delivery_cap, started.fields(), hold)
         except StillRunning as busy:
             if not process_gone(busy.holder):
                 raise
             log.info("job %s: its last attempt's process is gone; taking it over", job.id)
-            attempts, _ = self.store.begin(job, worker, self.settings.max_attempts, started.fields(), hold,
+            attempts, _ = self.store.begin(job, worker, self._delivery_cap, started.fields(), hold,
                                            take_over=busy.holder)  # fmt: skip
         if attempts > 0:
             heartbeat.start()
@@ -324,12 +339,18 @@ class JobRunner:
         engine = self.engine()
         soft, hard = time_limits(job.work, self.settings)
         with self.render_lock:  # the clock starts when the job has the GPU, not while it waits for it
+            died = self.store.render_begins(job.id)
+            if died >= self.settings.max_attempts:  # its earlier renders ended their worker
+                raise GivenUp(died)
             # an engine that loads nothing may leave load_times out (the tests' minimal engines do)
             deadline = Deadline(soft, hard, getattr(engine, "load_times", dict))
             asked_to_cancel = work.cancel
             work = dataclasses.replace(work, cancel=lambda: _checked(deadline, asked_to_cancel))
-            with self.watchdog.watch(job.id, deadline):
-                return spec.run(engine, work), kept
+            try:
+                with self.watchdog.watch(job.id, deadline):
+                    return spec.run(engine, work), kept
+            finally:
+                self.store.render_ended(job.id)
 
     def _source_image(self, job: Job, parent_manifest: dict[str, Any], recipe: Recipe) -> tuple[Image.Image, Recipe]:
         """The image a follow-up starts from: image N of the parent's grid (stored losslessly on its own), or the

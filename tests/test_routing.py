@@ -88,7 +88,7 @@ def test_model_queue_names_are_injective(first: str, second: str):
 
 def test_worker_command_lists_model_queues_first():
     command = worker_command(["sdxl", "sd15"], concurrency=1, name="w@h", models=["v7", "v6"])
-    assert command[:6] == [sys.executable, "-m", "celery", "-A", "tasks.celery_worker", "worker"]
+    assert command[:6] == [sys.executable, "-m", "tasks.worker_process", "-A", "tasks.celery_worker", "worker"]
     assert command[command.index("-Q") + 1].split(",") == [
         "dreamloom.model.v7.fast", "dreamloom.model.v6.fast", "dreamloom.model.v7.relax", "dreamloom.model.v6.relax",
         "dreamloom.sd15.fast", "dreamloom.sdxl.fast", "dreamloom.sd15.relax", "dreamloom.sdxl.relax",
