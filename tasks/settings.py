@@ -130,6 +130,16 @@ class Settings:
             values[item.name] = _convert(item.name, name, raw)
         return cls(**values)  # type: ignore[arg-type]
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as the environment ``from_env`` reads (secrets revealed): for a child process, such
+        as a worker a benchmark or a test starts with them."""
+        env = {}
+        for name, variable in ENVIRONMENT.items():
+            value = getattr(self, name)
+            if value is not None:
+                env[variable] = value.reveal() if isinstance(value, Secret) else str(value)
+        return env
+
 
 def redacted_url(url: str) -> str:
     """``url`` with its password, in the user part or a ``password=`` parameter, shown as ``***``."""

@@ -129,14 +129,7 @@ def settings(redis_url: str, s3_server, bucket: str, tmp_path: Path):
 
 def settings_env(settings, registry_file: Path, **extra: str) -> dict[str, str]:
     """The environment a worker subprocess needs to run with ``settings``."""
-    from tasks.settings import ENVIRONMENT, Secret
-
-    env = {"DREAMLOOM_MODELS": str(registry_file), "HF_HUB_OFFLINE": "1"}
-    for name, variable in ENVIRONMENT.items():
-        value = getattr(settings, name)
-        if value is not None:
-            env[variable] = value.reveal() if isinstance(value, Secret) else str(value)
-    return {**env, **extra}
+    return {"DREAMLOOM_MODELS": str(registry_file), "HF_HUB_OFFLINE": "1", **settings.to_env(), **extra}
 
 
 @pytest.fixture

@@ -69,3 +69,14 @@ def test_workers_are_recycled_only_when_asked():
     conf = make_celery(asked).conf
     assert conf.worker_max_tasks_per_child == 200
     assert conf.worker_max_memory_per_child == 6000 * 1024, "Celery counts resident memory in KiB"
+
+
+def test_settings_travel_to_a_child_process_through_the_environment():
+    """``to_env`` is what ``from_env`` reads: a worker started with it runs with the same settings."""
+    from tasks.settings import Secret, Settings
+
+    settings = Settings(redis_url="redis://127.0.0.1:7/1", s3_bucket="art", s3_secret_access_key=Secret("k3y"),
+                        max_attempts=5, record_retention_days=0.5)  # fmt: skip
+    env = settings.to_env()
+    assert env["DREAMLOOM_MAX_ATTEMPTS"] == "5"
+    assert Settings.from_env(env) == settings

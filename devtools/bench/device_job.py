@@ -26,7 +26,7 @@ from engine.registry import Registry
 from tasks.client import JobClient
 from tasks.embedded_redis import EmbeddedRedis
 from tasks.processes import IDLE_WORKER_STOP, spawn, stop
-from tasks.settings import ENVIRONMENT, Secret, Settings
+from tasks.settings import Settings
 from tasks.worker_process import worker_command
 
 __all__ = ["PROMPT", "run_job"]
@@ -59,11 +59,13 @@ def run_job(
             spool_dir=folder / "spool",
             engine_factory="engine.generate:Engine.from_env",
         )
-        env = {**os.environ, "DREAMLOOM_MODELS": str(registry_file), "DREAMLOOM_DEVICE": device, "HF_HUB_OFFLINE": "1"}
-        for name, variable in ENVIRONMENT.items():
-            value = getattr(settings, name)
-            if value is not None:
-                env[variable] = value.reveal() if isinstance(value, Secret) else str(value)
+        env = {
+            **os.environ,
+            "DREAMLOOM_MODELS": str(registry_file),
+            "DREAMLOOM_DEVICE": device,
+            "HF_HUB_OFFLINE": "1",
+            **settings.to_env(),
+        }
         worker_log = folder / "worker.log"
         worker_log.unlink(missing_ok=True)  # a reused folder's log says "ready." before this worker is
         command = worker_command([family], 1, name=f"gpu-check-{uuid.uuid4().hex[:6]}@%h")

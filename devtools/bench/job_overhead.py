@@ -44,7 +44,7 @@ from tasks.client import JobClient
 from tasks.embedded_redis import EmbeddedRedis
 from tasks.processes import ESCALATION, IDLE_WORKER_STOP, spawn, stop
 from tasks.routing import queue_name
-from tasks.settings import ENVIRONMENT, Secret, Settings
+from tasks.settings import Secret, Settings
 from tasks.worker_process import worker_command
 
 __all__ = ["main"]
@@ -213,11 +213,7 @@ def run_one(
         S3Storage("bench", endpoint_url=s3_url, access_key_id="bench", secret_access_key="bench").client.create_bucket(
             Bucket="bench"
         )
-    env = {**os.environ, "DREAMLOOM_MODELS": str(registry_file), "HF_HUB_OFFLINE": "1"}
-    for name, variable in ENVIRONMENT.items():
-        value = getattr(settings, name)
-        if value is not None:
-            env[variable] = value.reveal() if isinstance(value, Secret) else str(value)
+    env = {**os.environ, "DREAMLOOM_MODELS": str(registry_file), "HF_HUB_OFFLINE": "1", **settings.to_env()}
     log = folder / "worker.log"
     command = [*worker_command([FAMILY], args.concurrency, name=f"bench-{uuid.uuid4().hex[:6]}@%h"), "-f", str(log)]
     worker = spawn(command, env=env)

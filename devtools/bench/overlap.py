@@ -34,7 +34,7 @@ from engine.registry import Registry
 from tasks.client import JobClient
 from tasks.embedded_redis import EmbeddedRedis
 from tasks.processes import ESCALATION, IDLE_WORKER_STOP, spawn, stop
-from tasks.settings import ENVIRONMENT, Secret, Settings
+from tasks.settings import Settings
 from tasks.worker_process import worker_command
 
 __all__ = ["GpuTimeEngine", "gpu_time_engine", "main", "measure_mode"]
@@ -77,11 +77,13 @@ def measure_mode(folder: Path, redis_url: str, concurrency: int, args: argparse.
         engine_factory="devtools.bench.overlap:gpu_time_engine",
         progress_interval=1.0,
     )
-    env = {**os.environ, "DREAMLOOM_MODELS": str(registry_file), "HF_HUB_OFFLINE": "1", GPU_SECONDS: str(args.gpu)}
-    for name, variable in ENVIRONMENT.items():
-        value = getattr(settings, name)
-        if value is not None:
-            env[variable] = value.reveal() if isinstance(value, Secret) else str(value)
+    env = {
+        **os.environ,
+        "DREAMLOOM_MODELS": str(registry_file),
+        "HF_HUB_OFFLINE": "1",
+        GPU_SECONDS: str(args.gpu),
+        **settings.to_env(),
+    }
     log = folder / "worker.log"
     worker = spawn(worker_command([FAMILY], concurrency, name=f"overlap-{uuid.uuid4().hex[:6]}@%h"), env=env, log=log)
     idle = False
