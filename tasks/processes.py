@@ -33,6 +33,7 @@ __all__ = [
     "is_secret",
     "spawn",
     "stop",
+    "wait_for_ready",
     "worker_environment",
 ]
 
@@ -98,6 +99,17 @@ def worker_environment(environ: Mapping[str, str], *, s3: bool) -> dict[str, str
     """A worker's environment: no Discord token or other secret of the front ends; the hub token, and the
     bucket's keys only when it stores in a bucket (``s3``). (REDIS_URL is no secret by name: it stays.)"""
     return child_environment(environ, keep=(*_HUB_SECRETS, *(_S3_SECRETS if s3 else ())))
+
+
+def wait_for_ready(worker: subprocess.Popen[bytes], log: Path, seconds: float) -> bool:
+    """Wait until a spawned ``celery worker`` logs " ready." (after its warm start) in ``log``; False when it
+    ended first or ``seconds`` passed."""
+    deadline = time.monotonic() + seconds
+    while " ready." not in (log.read_text(errors="replace") if log.exists() else ""):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def spawn(

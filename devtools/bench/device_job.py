@@ -25,7 +25,7 @@ from engine.prompt import parse
 from engine.registry import Registry
 from tasks.client import JobClient
 from tasks.embedded_redis import EmbeddedRedis
-from tasks.processes import IDLE_WORKER_STOP, spawn, stop
+from tasks.processes import IDLE_WORKER_STOP, spawn, stop, wait_for_ready
 from tasks.settings import Settings
 from tasks.worker_process import worker_command
 
@@ -72,10 +72,8 @@ def run_job(
         started = time.perf_counter()
         worker = spawn([*command, "-f", str(worker_log)], env=env)
         log(f"job: worker starting on {device} (log {worker_log})")
-        while "ready." not in (worker_log.read_text(errors="replace") if worker_log.exists() else ""):
-            if worker.poll() is not None or time.perf_counter() - started > READY_SECONDS:
-                raise RuntimeError(f"the worker did not start: {_tail(worker_log)}")
-            time.sleep(0.1)
+        if not wait_for_ready(worker, worker_log, READY_SECONDS):
+            raise RuntimeError(f"the worker did not start: {_tail(worker_log)}")
         ready = time.perf_counter() - started
         client = JobClient(settings, registry=Registry.from_toml(registry_file))
         submitted = time.perf_counter()

@@ -42,7 +42,7 @@ from engine.registry import Registry
 from tasks.celery_app import PING_TASK
 from tasks.client import JobClient
 from tasks.embedded_redis import EmbeddedRedis
-from tasks.processes import ESCALATION, IDLE_WORKER_STOP, spawn, stop
+from tasks.processes import ESCALATION, IDLE_WORKER_STOP, spawn, stop, wait_for_ready
 from tasks.routing import queue_name
 from tasks.settings import Secret, Settings
 from tasks.worker_process import worker_command
@@ -219,11 +219,8 @@ def run_one(
     worker = spawn(command, env=env)
     idle = False
     try:
-        deadline = time.monotonic() + 300
-        while "ready." not in (log.read_text(errors="replace") if log.exists() else ""):
-            if worker.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the benchmark's worker did not start; see {log}")
-            time.sleep(0.1)
+        if not wait_for_ready(worker, log, 300):
+            raise SystemExit(f"the benchmark's worker did not start; see {log}")
         client = JobClient(settings, registry=Registry.from_toml(registry_file))
         redis = Redis.from_url(redis_url)
         client.submit(parse("warm-up"), owner="bench-warmup", channel="bench")  # loads the engine

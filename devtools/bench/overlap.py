@@ -33,7 +33,7 @@ from engine.prompt import parse
 from engine.registry import Registry
 from tasks.client import JobClient
 from tasks.embedded_redis import EmbeddedRedis
-from tasks.processes import ESCALATION, IDLE_WORKER_STOP, spawn, stop
+from tasks.processes import ESCALATION, IDLE_WORKER_STOP, spawn, stop, wait_for_ready
 from tasks.settings import Settings
 from tasks.worker_process import worker_command
 
@@ -88,11 +88,8 @@ def measure_mode(folder: Path, redis_url: str, concurrency: int, args: argparse.
     worker = spawn(worker_command([FAMILY], concurrency, name=f"overlap-{uuid.uuid4().hex[:6]}@%h"), env=env, log=log)
     idle = False
     try:
-        deadline = time.monotonic() + 300
-        while " ready." not in (log.read_text(errors="replace") if log.exists() else ""):
-            if worker.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the benchmark's worker did not start; see {log}")
-            time.sleep(0.1)
+        if not wait_for_ready(worker, log, 300):
+            raise SystemExit(f"the benchmark's worker did not start; see {log}")
         client = JobClient(settings, registry=Registry.from_toml(registry_file))
         with DoneEvents(client) as done:
             started = time.perf_counter()
